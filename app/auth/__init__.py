@@ -1,0 +1,1 @@
+"""Who is calling: admin / ingest service tokens, org API keys."""

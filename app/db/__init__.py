@@ -1,0 +1,1 @@
+"""Database: declarative base with a naming convention (advanced-alchemy's), models, sessions."""

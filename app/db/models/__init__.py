@@ -1,0 +1,12 @@
+"""All ORM models, imported here so Alembic and the app see one metadata."""
+
+from advanced_alchemy.base import orm_registry
+
+from app.db.models.audit import AuditEvent
+from app.db.models.organization import ApiKey, Organization
+from app.db.models.service_token import ServiceToken
+from app.db.models.usage import Usage
+
+metadata = orm_registry.metadata
+
+__all__ = ["ApiKey", "AuditEvent", "Organization", "ServiceToken", "Usage", "metadata"]

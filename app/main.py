@@ -1,0 +1,258 @@
+"""``create_app(settings) -> Litestar``: the whole service, built from one Settings object."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from redis.exceptions import RedisError
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from app.auth.controllers import ServiceTokenController
+from app.auth.services import Authenticator
+from app.clock import Clock
+from app.context import AppContext
+from app.db.migrate import upgrade_async
+from app.deps import DEPENDENCIES
+from app.errors import TollgateError
+from app.infra.embedded_redis import EmbeddedRedis
+from app.infra.redis import create_redis
+from app.logging import configure_logging
+from app.metering.controllers import QuotaController, UsageController
+from app.metering.meter import Meter
+from app.metering.services import QuotaService
+from app.metering.store import DatabaseConfigSource, UsageFlusher
+from app.orgs.controllers import OrganizationController
+from app.plans import Catalog, default_catalog, load_catalog
+from app.settings import Settings
+from app.system.health import HealthController
+from app.system.plans import PlanController
+
+log = structlog.get_logger("tollgate")
+
+
+def load_plans(settings: Settings) -> Catalog:
+    if settings.plans_file is not None:
+        return load_catalog(settings.plans_file.read_text())
+    return default_catalog()
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30}, echo=settings.db.echo)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(conn: Any, _record: Any) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_async_engine(
+        url, pool_size=settings.db.pool_size, pool_pre_ping=True, echo=settings.db.echo
+    )
+
+
+# ---------------------------------------------------------------------------- errors
+def _error(
+    status: int, code: str, detail: Any, headers: dict[str, str] | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
+    return Response({"error": code, "detail": detail, **extra}, status_code=status, headers=headers or {})
+
+
+def handle_tollgate_error(_: Request, exc: TollgateError) -> Response[dict[str, Any]]:  # type: ignore[type-arg]
+    return _error(exc.status_code, exc.code, exc.detail, exc.headers)
+
+
+def handle_validation(_: Request, exc: ValidationException) -> Response[dict[str, Any]]:  # type: ignore[type-arg]
+    return _error(exc.status_code, "validation_error", exc.detail, fields=exc.extra or [])
+
+
+def handle_http(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:  # type: ignore[type-arg]
+    code = {
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+    }.get(exc.status_code, "http_error")
+    return _error(exc.status_code, code, exc.detail, exc.headers or None)
+
+
+def handle_redis(_: Request, exc: RedisError) -> Response[dict[str, Any]]:  # type: ignore[type-arg]
+    log.warning("redis.unavailable", error=type(exc).__name__)
+    return _error(
+        503,
+        "redis_unavailable",
+        "The quota store is unreachable; try again shortly.",
+        {"Retry-After": "1"},
+    )
+
+
+def handle_unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:  # type: ignore[type-arg]
+    log.exception("request.failed", path=request.url.path, error=type(exc).__name__)
+    return _error(500, "internal_error", "Something went wrong on our side; it has been logged.")
+
+
+# ---------------------------------------------------------------------------- request ids
+def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    """Echo or assign ``X-Request-ID`` and bind it to every log line of the request."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # type: ignore[comparison-overlap]
+            await app(scope, receive, send)
+            return
+        rid = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                rid = value[:100]
+                break
+        rid = rid or uuid.uuid4().hex.encode()
+        structlog.contextvars.bind_contextvars(request_id=rid.decode(errors="replace"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    return middleware
+
+
+# ---------------------------------------------------------------------------- background
+async def _background_loop(ctx: AppContext, flusher: UsageFlusher) -> None:
+    """Flush touched counters to the database and retry failed config pushes."""
+    interval = ctx.settings.meter.flush_interval
+    while True:
+        await asyncio.sleep(interval)
+        await flush_once(ctx, flusher)
+
+
+async def flush_once(ctx: AppContext, flusher: UsageFlusher) -> None:
+    touched, ctx.meter.touched = ctx.meter.touched, set()
+    try:
+        await flusher.flush(touched)
+    except Exception as exc:
+        ctx.meter.touched |= touched
+        log.warning("usage.flush_failed", error=type(exc).__name__, orgs=len(touched))
+    if ctx.pending_publish:
+        for org_id in list(ctx.pending_publish):
+            with contextlib.suppress(RedisError, OSError):
+                await ctx.meter.invalidate(org_id)
+                ctx.pending_publish.discard(org_id)
+
+
+# ---------------------------------------------------------------------------- app
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Litestar:
+    settings = settings or Settings()
+    clock = clock or Clock()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        configure_logging(settings.log_level, settings.log_json)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        embedded: EmbeddedRedis | None = None
+        redis_url = settings.redis.url
+        if settings.embedded_redis:
+            embedded = await asyncio.to_thread(
+                EmbeddedRedis(settings.data_dir / "redis", settings.redis.embedded_port).start
+            )
+            redis_url = embedded.url
+            log.info("redis.embedded_started", url=redis_url)
+        engine = create_engine(settings)
+        if not settings.db.url or settings.db.auto_migrate:
+            await upgrade_async(settings.database_url)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        redis = create_redis(settings, redis_url)
+        catalog = load_plans(settings)
+        source = DatabaseConfigSource(sessions, catalog, settings.meter, clock)
+        meter = Meter(redis, source, settings.meter, clock)
+        ctx = AppContext(
+            settings=settings,
+            catalog=catalog,
+            clock=clock,
+            sessions=sessions,
+            redis=redis,
+            meter=meter,
+            auth=Authenticator(settings, sessions),
+        )
+        app.state.ctx = ctx
+        app.state.quotas = QuotaService(meter, settings.meter)
+        flusher = UsageFlusher(redis, sessions)
+        app.state.flusher = flusher
+        loop_task = asyncio.create_task(_background_loop(ctx, flusher))
+        log.info(
+            "tollgate.started",
+            database=engine.url.render_as_string(hide_password=True),
+            redis=redis_url,
+        )
+        try:
+            yield
+        finally:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+            with contextlib.suppress(Exception):
+                await flush_once(ctx, flusher)
+            await redis.aclose()
+            await engine.dispose()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+            log.info("tollgate.stopped")
+
+    return Litestar(
+        route_handlers=[
+            HealthController,
+            PlanController,
+            OrganizationController,
+            ServiceTokenController,
+            QuotaController,
+            UsageController,
+        ],
+        dependencies=DEPENDENCIES,
+        lifespan=[lifespan],
+        middleware=[request_id_middleware],
+        exception_handlers={
+            TollgateError: handle_tollgate_error,
+            ValidationException: handle_validation,
+            HTTPException: handle_http,
+            RedisError: handle_redis,
+            Exception: handle_unexpected,
+        },
+        openapi_config=OpenAPIConfig(
+            title="Tollgate",
+            version="0.1.0",
+            path="/schema",
+            description="Billing and quota service: organizations, plans, a Redis quota meter.",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="Admin/ingest service token or org API key",
+                    ),
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )

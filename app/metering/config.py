@@ -1,0 +1,153 @@
+"""QuotaConfig: the contract between the control plane and the hot path.
+
+The control plane computes one per organization from its plan and overrides (pure, see
+:func:`app.plans.effective_limits`) and materializes it into Redis whenever it changes; the Lua
+script reads only this. Like Sentry's ``QuotaConfig``, it checks its own invariants when built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from app.db.models import Organization
+from app.plans import CATEGORIES, Catalog, EffectiveLimits, Overrides, effective_limits
+from app.plans.periods import as_utc, current_period
+from app.settings import MeterSettings
+
+UNLIMITED = -1
+DENYING_STATUSES = frozenset({"suspended", "deprovisioned"})
+
+
+class QuotaConfigInvalid(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SpikeBucket:
+    rate: float
+    """Tokens per second."""
+    capacity: float
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    organization_id: str
+    version: int
+    suspended: bool
+    period_start: int
+    """Unix seconds, inclusive."""
+    period_end: int
+    """Unix seconds, exclusive."""
+    limits: Mapping[str, int]
+    """Allowance per category; ``-1`` is unlimited."""
+    on_demand_cents: Mapping[str, float] = field(default_factory=dict)
+    on_demand_budget_cents: int = 0
+    spike: Mapping[str, SpikeBucket] = field(default_factory=dict)
+    spike_paused_until: int = 0
+    project_caps: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.period_end <= self.period_start:
+            raise QuotaConfigInvalid("period_end must be after period_start")
+        if any(v < UNLIMITED for v in self.limits.values()):
+            raise QuotaConfigInvalid("limits must be >= 0 or -1 (unlimited)")
+        if self.on_demand_budget_cents < 0:
+            raise QuotaConfigInvalid("on-demand budget must be >= 0")
+        for cat, bucket in self.spike.items():
+            if bucket.rate <= 0 or bucket.capacity <= 0 or cat not in self.limits:
+                raise QuotaConfigInvalid(f"spike bucket for {cat!r} is not valid")
+        for project, caps in self.project_caps.items():
+            if ":" in project or any(v < 0 for v in caps.values()):
+                raise QuotaConfigInvalid(f"project cap for {project!r} is not valid")
+
+    def to_redis(self) -> dict[str, str]:
+        """Flat hash fields, as the Lua script reads them (documented in ``lua/consume.lua``)."""
+        out = {
+            "v": str(self.version),
+            "st": "suspended" if self.suspended else "active",
+            "ps": str(self.period_start),
+            "pe": str(self.period_end),
+            "cats": ",".join(self.limits),
+            "odb": str(self.on_demand_budget_cents),
+            "sp": str(self.spike_paused_until),
+        }
+        for cat, limit in self.limits.items():
+            out[f"l:{cat}"] = str(limit)
+        for cat, price in self.on_demand_cents.items():
+            out[f"odp:{cat}"] = repr(float(price))
+        for cat, bucket in self.spike.items():
+            out[f"sr:{cat}"] = repr(bucket.rate)
+            out[f"sc:{cat}"] = repr(bucket.capacity)
+        for project, caps in self.project_caps.items():
+            for cat, cap in caps.items():
+                out[f"pc:{project}:{cat}"] = str(cap)
+        return out
+
+
+def _ts(value: datetime) -> int:
+    return int(as_utc(value).timestamp())
+
+
+def org_limits(org: Organization, catalog: Catalog) -> EffectiveLimits:
+    plan = (
+        catalog.get(org.plan, org.plan_version)
+        if org.plan in catalog
+        else catalog.current(catalog.default_plan)
+    )
+    return effective_limits(
+        plan,
+        Overrides.from_dict(org.overrides),
+        on_demand_budget_cents=org.on_demand_budget_cents,
+        spike_protection=org.spike_protection,
+    )
+
+
+def org_period(org: Organization, now: datetime) -> tuple[datetime, datetime]:
+    sub = None
+    if org.subscription_period_start is not None and org.subscription_period_end is not None:
+        sub = (org.subscription_period_start, org.subscription_period_end)
+    return current_period(org.period_anchor, now, sub)
+
+
+def build_quota_config(
+    org: Organization, catalog: Catalog, now: datetime, meter: MeterSettings
+) -> QuotaConfig:
+    """Everything the meter needs about ``org`` at ``now``."""
+    limits = org_limits(org, catalog)
+    start, end = org_period(org, now)
+    period_seconds = max(1.0, (end - start).total_seconds())
+    quotas = {c: (UNLIMITED if limits.quota(c) is None else int(limits.quota(c) or 0)) for c in CATEGORIES}
+    spike: dict[str, SpikeBucket] = {}
+    if limits.spike_protection:
+        for cat, quota in quotas.items():
+            if quota > 0:
+                spike[cat] = SpikeBucket(
+                    rate=quota * meter.spike_rate_multiplier / period_seconds,
+                    capacity=max(1.0, math.ceil(quota * meter.spike_burst_fraction)),
+                )
+    caps: dict[str, dict[str, int]] = {
+        str(p): {c: int(v) for c, v in cats.items() if c in quotas}
+        for p, cats in (org.project_caps or {}).items()
+    }
+    paused = _ts(org.spike_paused_until) if org.spike_paused_until else 0
+    return QuotaConfig(
+        organization_id=str(org.id),
+        version=org.config_version,
+        suspended=org.status in DENYING_STATUSES,
+        period_start=_ts(start),
+        period_end=_ts(end),
+        limits=quotas,
+        on_demand_cents={c: p for c, p in limits.on_demand_cents.items() if c in quotas},
+        on_demand_budget_cents=limits.on_demand_budget_cents,
+        spike=spike,
+        spike_paused_until=paused,
+        project_caps=caps,
+    )
+
+
+def org_uuid(value: str) -> UUID:
+    return UUID(value)

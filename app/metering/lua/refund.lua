@@ -1,0 +1,79 @@
+--[==[
+refund.lua -- give back units consumed earlier (events dropped later), or a lease's unused rest.
+
+A refund lands in the period it names (the consume's period), not in the current one, so it is
+right even after a rollover; refunds come off on-demand first (the customer's money), then the
+allowance, and never below zero.
+
+KEYS[1]  tg:{org}:cfg   (only to learn the current period when ARGV[4] is "")
+KEYS[2]  tg:{org}:u     counters (see consume.lua)
+KEYS[3]  tg:{org}:idem:<key>  used only if ARGV[2] == "1"
+ARGV[1]  now (unix seconds)
+ARGV[2]  "1" to replay/store the answer under KEYS[3]
+ARGV[3]  idempotency ttl, seconds
+ARGV[4]  period start P to refund into ("" = the current period)
+ARGV[5]  lease id: return the lease's unused units (then ARGV[6..] is one triple whose quantity is
+         the unused amount; its category and project are taken from the lease), or ""
+ARGV[6..] triples: category, quantity (integer >= 0), project ("" = none)
+
+Returns a JSON string (prefixed with "R" when replayed from KEYS[3]):
+  {"s":"ok","ps":P,"r":[[category, refunded], ...]}
+  {"s":"unknown_period"}   P is neither the current nor the previous period (counters expired)
+  {"s":"unknown_lease"}    no such lease, or it was returned already
+  {"s":"miss"}             no config and no period given
+--]==]
+
+local use_idem = ARGV[2] == "1"
+if use_idem then
+  local prev = redis.call("GET", KEYS[3])
+  if prev then return "R" .. prev end
+end
+local U = KEYS[2]
+local P = ARGV[4]
+local lease = ARGV[5]
+local items = {}
+for k = 6, #ARGV, 3 do
+  local q = tonumber(ARGV[k + 1])
+  assert(q and q >= 0 and q == math.floor(q), "quantity must be a whole number >= 0")
+  items[#items + 1] = {ARGV[k], q, ARGV[k + 2]}
+end
+
+if lease ~= "" then
+  local rec = redis.call("HGET", U, "L:" .. lease)
+  if not rec then return '{"s":"unknown_lease"}' end
+  local lp, lc, lg, lproj = string.match(rec, "^([^|]*)|([^|]*)|([^|]*)|(.*)$")
+  P = lp
+  items = {{lc, math.min(items[1][2], tonumber(lg)), lproj}}
+  redis.call("HDEL", U, "L:" .. lease)
+end
+
+if P == "" then
+  P = redis.call("HGET", KEYS[1], "ps")
+  if not P then return '{"s":"miss"}' end
+end
+if redis.call("HGET", U, "p") ~= P and not redis.call("HGET", U, P .. ":e") then
+  return '{"s":"unknown_period"}'
+end
+
+local out = {}
+for _, it in ipairs(items) do
+  local c, q, proj = it[1], it[2], it[3]
+  local used = tonumber(redis.call("HGET", U, P .. ":u:" .. c)) or 0
+  local r = math.min(q, used)
+  if r > 0 then
+    local od = tonumber(redis.call("HGET", U, P .. ":o:" .. c)) or 0
+    local from_od = math.min(r, od)
+    redis.call("HINCRBY", U, P .. ":u:" .. c, -r)
+    if from_od > 0 then redis.call("HINCRBY", U, P .. ":o:" .. c, -from_od) end
+    redis.call("HINCRBY", U, P .. ":r:" .. c, r)
+    if proj ~= "" then
+      local pf = P .. ":p:" .. proj .. ":" .. c
+      local pv = tonumber(redis.call("HGET", U, pf))
+      if pv then redis.call("HINCRBY", U, pf, -math.min(r, pv)) end
+    end
+  end
+  out[#out + 1] = {c, r}
+end
+local res = cjson.encode({s = "ok", ps = tonumber(P), r = out})
+if use_idem then redis.call("SET", KEYS[3], res, "EX", tonumber(ARGV[3])) end
+return res

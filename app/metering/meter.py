@@ -1,0 +1,403 @@
+"""The Meter: one atomic Lua call per organization per request, coalesced into pipelines.
+
+Concurrent callers in one process are gathered for one event-loop turn and sent as one pipeline
+(one round trip for all of them); each org's items still go through one script call, so the
+decision per org stays atomic. A configuration miss or a period rollover is answered by loading the
+org's QuotaConfig (the only time anything but Redis is read) and calling again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+import msgspec
+import structlog
+from redis.exceptions import ClusterDownError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.clock import Clock
+from app.metering import keys
+from app.metering.config import QuotaConfig
+from app.metering.errors import (
+    IdempotencyKeyReused,
+    MeterUnavailable,
+    PeriodExpired,
+    UnknownLease,
+    UnknownOrganization,
+)
+from app.metering.results import Decision, Exhausted, Item, ItemDecision, Refund
+from app.settings import MeterSettings
+
+log = structlog.get_logger(__name__)
+_decode = msgspec.json.Decoder().decode
+_SOURCES = {"a": "allowance", "o": "on_demand", "": None}
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, OSError)
+"""Errors that mean Redis is unreachable (the fail policy applies), not that a call was wrong."""
+
+
+class ConfigSource(Protocol):
+    """Where the meter gets an org's config on a miss (the control plane's database)."""
+
+    async def load(self, organization_id: str) -> tuple[QuotaConfig, dict[str, int]] | None:
+        """The config and the durable counters of its current period, or None if no such org."""
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    source: str
+    sha: str
+
+    @classmethod
+    def load(cls, name: str) -> Script:
+        import hashlib
+
+        text = resources.files("app.metering").joinpath(f"lua/{name}.lua").read_text()
+        return cls(name, text, hashlib.sha1(text.encode()).hexdigest())  # noqa: S324  (Redis' id)
+
+
+CONSUME = Script.load("consume")
+REFUND = Script.load("refund")
+
+
+class _Batcher:
+    """Gathers the script calls of one event-loop turn into one pipeline."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.pending: list[tuple[Script, list[str], list[Any], asyncio.Future[Any]]] = []
+        self.scheduled = False
+
+    def call(self, script: Script, keys_: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self.pending.append((script, keys_, args, fut))
+        if not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        batch, self.pending, self.scheduled = self.pending, [], False
+        asyncio.get_running_loop().create_task(self._send(batch))
+
+    async def _send(self, batch: list[tuple[Script, list[str], list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._execute(batch)
+            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if missing:  # a restarted or flushed Redis forgot the scripts: load once, retry those
+                for script in {batch[i][0] for i in missing}:
+                    await self.redis.script_load(script.source)
+                again = await self._execute([batch[i] for i in missing])
+                for i, r in zip(missing, again, strict=True):
+                    results[i] = r
+        except (RedisError, OSError) as exc:
+            for *_, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (*_, fut), result in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(result, Exception):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+
+    async def _execute(self, batch: Sequence[tuple[Script, list[str], list[Any], Any]]) -> list[Any]:
+        if len(batch) == 1:
+            script, k, a, _ = batch[0]
+            try:
+                return [await self.redis.evalsha(script.sha, len(k), *k, *a)]
+            except (NoScriptError, ResponseError) as exc:
+                return [exc]
+        pipe = self.redis.pipeline(transaction=False)
+        for script, k, a, _ in batch:
+            pipe.evalsha(script.sha, len(k), *k, *a)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+class Meter:
+    """Consume, refund and lease against an org's monthly quotas."""
+
+    def __init__(
+        self, redis: Any, source: ConfigSource, settings: MeterSettings, clock: Clock | None = None
+    ) -> None:
+        self.redis = redis
+        self.source = source
+        self.settings = settings
+        self.clock = clock or Clock()
+        self._batcher = _Batcher(redis)
+        self.touched: set[str] = set()
+        """Orgs whose counters changed since the last flush (read by the usage flusher)."""
+        self._denials: dict[tuple[str, str], tuple[float, Exhausted]] = {}
+        self.redis_calls = 0
+
+    # ----------------------------------------------------------------- configuration
+    async def publish(self, config: QuotaConfig, seed: dict[str, int] | None = None) -> None:
+        """Materialize ``config`` (atomically replacing the old one); ``seed`` restores durable
+        counters that Redis lost, never overwriting live ones."""
+        org = config.organization_id
+        expire_at = config.period_end + self.settings.counter_grace
+        if seed:
+            pipe = self.redis.pipeline(transaction=True)
+            for name, value in seed.items():
+                pipe.hsetnx(keys.usage_key(org), name, value)
+            await pipe.execute()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(keys.config_key(org))
+        pipe.hset(keys.config_key(org), mapping=config.to_redis())
+        pipe.expireat(keys.config_key(org), expire_at)
+        await pipe.execute()
+        self.forget(org)
+
+    async def invalidate(self, organization_id: str) -> None:
+        """Drop the materialized config: the next call loads it afresh."""
+        await self.redis.delete(keys.config_key(organization_id))
+        self.forget(organization_id)
+
+    def forget(self, organization_id: str) -> None:
+        for key in [k for k in self._denials if k[0] == organization_id]:
+            self._denials.pop(key, None)
+
+    async def _load(self, organization_id: str) -> None:
+        loaded = await self.source.load(organization_id)
+        if loaded is None:
+            raise UnknownOrganization
+        await self.publish(*loaded)
+
+    # ----------------------------------------------------------------- consume
+    async def consume(
+        self,
+        organization_id: str,
+        items: Sequence[Item],
+        *,
+        idempotency_key: str | None = None,
+        allow_partial: bool = False,
+        lease_id: str | None = None,
+    ) -> Decision:
+        """Check and count ``items`` for one org in one atomic script call."""
+        cached = self._from_denial_cache(organization_id, items)
+        if cached is not None:
+            return cached
+        args = self._consume_args(items, idempotency_key, allow_partial, lease_id)
+        k = [
+            keys.config_key(organization_id),
+            keys.usage_key(organization_id),
+            keys.idempotency_key(organization_id, idempotency_key or ""),
+        ]
+        try:
+            raw = await self._call(CONSUME, organization_id, k, args)
+        except UNREACHABLE as exc:
+            return self._degraded(organization_id, items, exc)
+        decision = self._decision(organization_id, items, raw)
+        self.touched.add(organization_id)
+        self._remember_denials(decision)
+        return decision
+
+    async def consume_batch(
+        self, requests: Sequence[tuple[str, Sequence[Item], str | None, bool]]
+    ) -> list[Decision]:
+        """Many orgs in one request: their script calls share one pipeline (one round trip)."""
+        return list(
+            await asyncio.gather(
+                *(
+                    self.consume(org, items, idempotency_key=idem, allow_partial=partial)
+                    for org, items, idem, partial in requests
+                )
+            )
+        )
+
+    async def _call(
+        self, script: Script, organization_id: str, k: list[str], args: list[Any]
+    ) -> dict[str, Any]:
+        for _attempt in range(3):
+            self.redis_calls += 1
+            raw = await self._batcher.call(script, k, [self.clock.time(), *args])
+            replayed = raw[:1] == b"R"
+            result: dict[str, Any] = _decode(raw[1:] if replayed else raw)
+            result["replayed"] = replayed
+            status = result.get("s")
+            if status not in ("miss", "stale"):
+                return result
+            await self._load(organization_id)
+        raise MeterUnavailable("The organization's quota configuration could not be loaded.")
+
+    def _consume_args(
+        self, items: Sequence[Item], idem: str | None, partial: bool, lease: str | None
+    ) -> list[Any]:
+        args: list[Any] = [
+            self.settings.counter_grace,
+            "1" if idem else "",
+            self.settings.idempotency_ttl,
+            "1" if partial else "",
+            lease or "",
+        ]
+        for it in items:
+            args += [it.category, it.quantity, it.project]
+        return args
+
+    def _decision(self, org: str, items: Sequence[Item], raw: dict[str, Any]) -> Decision:
+        if len(raw["r"]) != len(items):
+            raise IdempotencyKeyReused
+        decisions = []
+        for it, r in zip(items, raw["r"], strict=True):
+            accepted, granted, src, remaining, limit, reason, retry = r
+            decisions.append(
+                ItemDecision(
+                    category=it.category,
+                    quantity=it.quantity,
+                    accepted=bool(accepted),
+                    granted=int(granted),
+                    source=_SOURCES.get(src),
+                    remaining=None if remaining < 0 else int(remaining),
+                    limit=None if limit < 0 else int(limit),
+                    reason=reason or None,
+                    retry_after=float(retry),
+                )
+            )
+        exhausted = raw.get("x") or []
+        return Decision(
+            organization_id=org,
+            items=decisions,
+            period_start=int(raw["ps"]),
+            period_end=int(raw["pe"]),
+            exhausted=[Exhausted(c, reason, float(retry)) for c, reason, retry in exhausted]
+            if isinstance(exhausted, list)
+            else [],
+            replayed=raw["replayed"],
+        )
+
+    def _degraded(self, org: str, items: Sequence[Item], exc: BaseException) -> Decision:
+        """Redis is unreachable: answer by the configured policy, and say so."""
+        log.warning(
+            "meter.degraded",
+            organization_id=org,
+            error=type(exc).__name__,
+            policy=self.settings.fail_policy,
+        )
+        accept = self.settings.fail_policy == "open"
+        return Decision(
+            organization_id=org,
+            degraded=True,
+            items=[
+                ItemDecision(
+                    it.category,
+                    it.quantity,
+                    accept,
+                    it.quantity if accept else 0,
+                    None,
+                    None,
+                    None,
+                    None if accept else "unavailable",
+                    0.0 if accept else 1.0,
+                )
+                for it in items
+            ],
+        )
+
+    # ----------------------------------------------------------------- denial cache
+    def _from_denial_cache(self, org: str, items: Sequence[Item]) -> Decision | None:
+        """A request whose every item is in a category known to be exhausted is refused without
+        Redis (for at most ``denial_cache_seconds``, so upgrades still apply within a second)."""
+        if not self._denials or not items:
+            return None
+        now = time.monotonic()
+        hits = []
+        for it in items:
+            hit = self._denials.get((org, it.category))
+            if hit is None or hit[0] <= now or it.project or it.quantity == 0:
+                return None
+            hits.append(hit[1])
+        return Decision(
+            organization_id=org,
+            items=[
+                ItemDecision(it.category, it.quantity, False, 0, None, 0, None, h.reason, h.retry_after)
+                for it, h in zip(items, hits, strict=True)
+            ],
+            exhausted=hits,
+        )
+
+    def _remember_denials(self, decision: Decision) -> None:
+        ttl = self.settings.denial_cache_seconds
+        if ttl <= 0 or not decision.exhausted:
+            return
+        until = time.monotonic() + ttl
+        for ex in decision.exhausted:
+            if ex.reason in ("usage_exceeded", "on_demand_exhausted", "suspended"):
+                self._denials[(decision.organization_id, ex.category)] = (until, ex)
+        if len(self._denials) > 100_000:
+            self._denials.clear()
+
+    # ----------------------------------------------------------------- refund & leases
+    async def refund(
+        self,
+        organization_id: str,
+        items: Sequence[Item],
+        *,
+        period_start: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Refund:
+        args: list[Any] = [
+            "1" if idempotency_key else "",
+            self.settings.idempotency_ttl,
+            "" if period_start is None else str(period_start),
+            "",
+        ]
+        for it in items:
+            args += [it.category, it.quantity, it.project]
+        return await self._refund(organization_id, args, idempotency_key)
+
+    async def return_lease(self, organization_id: str, lease_id: str, unused: int) -> Refund:
+        """Give back a lease's unused units, into the period the lease was granted in. Returning
+        twice returns nothing twice (the lease record is gone after the first)."""
+        args = ["1", self.settings.idempotency_ttl, "", lease_id, "", unused, ""]
+        return await self._refund(organization_id, args, f"lease:{lease_id}")
+
+    async def _refund(self, org: str, args: list[Any], idem: str | None) -> Refund:
+        k = [keys.config_key(org), keys.usage_key(org), keys.idempotency_key(org, idem or "")]
+        try:
+            result = await self._call(REFUND, org, k, args)
+        except UNREACHABLE as exc:
+            raise MeterUnavailable from exc
+        if result["s"] == "unknown_period":
+            raise PeriodExpired
+        if result["s"] == "unknown_lease":
+            raise UnknownLease
+        self.touched.add(org)
+        self.forget(org)
+        return Refund(org, int(result["ps"]), {c: int(n) for c, n in result["r"]})
+
+    # ----------------------------------------------------------------- reads
+    async def counters(self, organization_id: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The materialized config and raw counters of an org (loads the config on a miss)."""
+        cfg = await self._hgetall(keys.config_key(organization_id))
+        if not cfg or int(cfg.get("pe", "0")) <= self.clock.time():
+            await self._load(organization_id)
+            cfg = await self._hgetall(keys.config_key(organization_id))
+        return cfg, await self._hgetall(keys.usage_key(organization_id))
+
+    async def _hgetall(self, key: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(key)
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def reset_spike(self, organization_id: str, categories: Iterable[str]) -> None:
+        """Refill the spike buckets (an admin's reset after a legitimate spike)."""
+        fields = [f for c in categories for f in (f"b:{c}", f"bt:{c}")]
+        if fields:
+            await self.redis.hdel(keys.usage_key(organization_id), *fields)
+        self.forget(organization_id)
+
+
+def ceil_seconds(value: float) -> int:
+    """Retry-after as Sentry writes it: whole seconds, rounded up, never negative."""
+    if value != value or value <= 0:  # NaN or past
+        return 0
+    return math.ceil(value)
