@@ -67,6 +67,23 @@ def run(
     )
 
 
+@cli.command()
+def worker() -> None:
+    """Run the background job worker (production shape; the API then sets
+    TOLLGATE_WORKER__EMBEDDED=false)."""
+    from app.main import create_app
+
+    settings = Settings()
+    settings.worker.embedded = True  # this process *is* the worker
+    app = create_app(settings)
+
+    async def main() -> None:
+        async with app.lifespan():
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
 @db_cli.command("upgrade")
 def db_upgrade(revision: str = "heads") -> None:
     """Apply migrations (``alembic upgrade``)."""

@@ -23,5 +23,7 @@ class AppContext:
     redis: Any
     meter: Meter
     auth: Authenticator
+    queue: Any = None
+    """The SAQ queue: ``await ctx.queue.enqueue("module.fn", key=..., retries=..., **kwargs)``."""
     pending_publish: set[str] = field(default_factory=set)
     """Orgs whose config could not be pushed to Redis; retried by the background loop."""

@@ -38,6 +38,7 @@ from app.plans import Catalog, default_catalog, load_catalog
 from app.settings import Settings
 from app.system.health import HealthController
 from app.system.plans import PlanController
+from app.worker import create_queue, create_worker
 
 log = structlog.get_logger("tollgate")
 
@@ -200,6 +201,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         flusher = UsageFlusher(redis, sessions)
         app.state.flusher = flusher
         loop_task = asyncio.create_task(_background_loop(ctx, flusher))
+        ctx.queue = create_queue(settings, redis_url)
+        await ctx.queue.connect()
+        worker = create_worker(ctx.queue, ctx, settings) if settings.worker.embedded else None
+        worker_task = asyncio.create_task(worker.start()) if worker is not None else None
         log.info(
             "tollgate.started",
             database=engine.url.render_as_string(hide_password=True),
@@ -208,9 +213,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         try:
             yield
         finally:
+            if worker is not None and worker_task is not None:
+                await worker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
             loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
+            await ctx.queue.disconnect()
             with contextlib.suppress(Exception):
                 await flush_once(ctx, flusher)
             await redis.aclose()

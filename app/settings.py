@@ -65,6 +65,17 @@ class MeterSettings(BaseModel):
     max_items: int = 1000
 
 
+class WorkerSettings(BaseModel):
+    embedded: bool = True
+    """Run the job worker inside the API process (embedded default). Set false when running
+    ``tollgate worker`` separately."""
+    redis_url: str = ""
+    """Queue Redis; empty means the main Redis (use a single-node Redis when the meter's is a
+    cluster)."""
+    queue: str = "tollgate"
+    concurrency: int = 10
+
+
 class Settings(BaseSettings):
     """Tollgate's whole configuration. Build one per process (or per test); nothing reads env later."""
 
@@ -88,6 +99,7 @@ class Settings(BaseSettings):
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     meter: MeterSettings = Field(default_factory=MeterSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
 
     @property
     def database_url(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -62,6 +63,7 @@ def make_settings(workdir: Path, db_url: str, redis_url: str, **meter: Any) -> S
         db={"url": db_url, "auto_migrate": True},
         redis={"url": redis_url},
         meter={"flush_interval": 3600, **meter},
+        worker={"queue": f"test-{uuid.uuid4().hex[:8]}"},
     )
 
 
