@@ -162,6 +162,20 @@ async def flush_once(ctx: AppContext, flusher: UsageFlusher) -> None:
                 ctx.pending_publish.discard(org_id)
 
 
+async def _supervise(worker: Any) -> None:
+    """Run the embedded job worker; if Redis is down, keep retrying (the service heals itself)."""
+    delay = 0.5
+    while True:
+        try:
+            await worker.queue.connect()
+            await worker.start()
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("worker.redis_unavailable", error=type(exc).__name__, retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 # ---------------------------------------------------------------------------- app
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Litestar:
     settings = settings or Settings()
@@ -202,9 +216,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.state.flusher = flusher
         loop_task = asyncio.create_task(_background_loop(ctx, flusher))
         ctx.queue = create_queue(settings, redis_url)
-        await ctx.queue.connect()
         worker = create_worker(ctx.queue, ctx, settings) if settings.worker.embedded else None
-        worker_task = asyncio.create_task(worker.start()) if worker is not None else None
+        worker_task = asyncio.create_task(_supervise(worker)) if worker is not None else None
         log.info(
             "tollgate.started",
             database=engine.url.render_as_string(hide_password=True),
@@ -214,13 +227,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             yield
         finally:
             if worker is not None and worker_task is not None:
-                await worker.stop()
+                with contextlib.suppress(Exception):
+                    await worker.stop()
+                worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
             loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
-            await ctx.queue.disconnect()
+            with contextlib.suppress(Exception):
+                await ctx.queue.disconnect()
             with contextlib.suppress(Exception):
                 await flush_once(ctx, flusher)
             await redis.aclose()

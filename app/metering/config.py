@@ -49,6 +49,12 @@ class QuotaConfig:
     spike: Mapping[str, SpikeBucket] = field(default_factory=dict)
     spike_paused_until: int = 0
     project_caps: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    plan: str = ""
+    plan_version: int = 0
+    features: frozenset[str] = frozenset()
+    """Entitlements ride along so feature checks are answered from the same hash."""
+    members: int = UNLIMITED
+    retention_days: int = 0
 
     def __post_init__(self) -> None:
         if self.period_end <= self.period_start:
@@ -74,6 +80,11 @@ class QuotaConfig:
             "cats": ",".join(self.limits),
             "odb": str(self.on_demand_budget_cents),
             "sp": str(self.spike_paused_until),
+            "plan": self.plan,
+            "pv": str(self.plan_version),
+            "f": ",".join(sorted(self.features)),
+            "mem": str(self.members),
+            "ret": str(self.retention_days),
         }
         for cat, limit in self.limits.items():
             out[f"l:{cat}"] = str(limit)
@@ -146,6 +157,11 @@ def build_quota_config(
         spike=spike,
         spike_paused_until=paused,
         project_caps=caps,
+        plan=limits.plan,
+        plan_version=limits.version,
+        features=limits.features,
+        members=UNLIMITED if limits.members is None else limits.members,
+        retention_days=limits.retention_days,
     )
 
 
