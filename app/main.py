@@ -151,6 +151,7 @@ async def _background_loop(ctx: AppContext, flusher: UsageFlusher) -> None:
 async def flush_once(ctx: AppContext, flusher: UsageFlusher) -> None:
     touched, ctx.meter.touched = ctx.meter.touched, set()
     try:
+        await ctx.meter.flush_refusals()
         await flusher.flush(touched)
     except Exception as exc:
         ctx.meter.touched |= touched

@@ -123,3 +123,30 @@ async def new_org(client: AsyncTestClient[Any], plan: str = "free", **extra: Any
 
 
 os.environ.setdefault("LITESTAR_WARN_IMPLICIT_SYNC_TO_THREAD", "0")
+
+
+@asynccontextmanager
+async def live_server(app: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a real 127.0.0.1 port, in this event loop."""
+    import asyncio
+    import contextlib
+
+    import uvicorn
+
+    from app.infra.embedded_redis import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+    )
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -137,7 +137,10 @@ class Meter:
         self._batcher = _Batcher(redis)
         self.touched: set[str] = set()
         """Orgs whose counters changed since the last flush (read by the usage flusher)."""
-        self._denials: dict[tuple[str, str], tuple[float, Exhausted]] = {}
+        self._denials: dict[tuple[str, str], tuple[float, Exhausted, int, int]] = {}
+        self.local_refusals: dict[tuple[str, int, str, str], int] = {}
+        """Units refused from the denial cache, added to Redis' refused counters by
+        :meth:`flush_refusals` (so usage reads see them within the flush interval)."""
         self.redis_calls = 0
 
     # ----------------------------------------------------------------- configuration
@@ -145,7 +148,7 @@ class Meter:
         """Materialize ``config`` (atomically replacing the old one); ``seed`` restores durable
         counters that Redis lost, never overwriting live ones."""
         org = config.organization_id
-        expire_at = config.period_end + self.settings.counter_grace
+        ttl = max(1, int(config.period_end + self.settings.counter_grace - self.clock.time()))
         if seed:
             pipe = self.redis.pipeline(transaction=True)
             for name, value in seed.items():
@@ -154,7 +157,7 @@ class Meter:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(keys.config_key(org))
         pipe.hset(keys.config_key(org), mapping=config.to_redis())
-        pipe.expireat(keys.config_key(org), expire_at)
+        pipe.expire(keys.config_key(org), ttl)
         await pipe.execute()
         self.forget(org)
 
@@ -315,14 +318,22 @@ class Meter:
             hit = self._denials.get((org, it.category))
             if hit is None or hit[0] <= now or it.project or it.quantity == 0:
                 return None
-            hits.append(hit[1])
+            hits.append(hit)
+        ps, pe = hits[0][2], hits[0][3]
+        if self.clock.time() >= pe:  # a new period: nothing is known to be exhausted
+            return None
+        for it, (_, ex, _, _) in zip(items, hits, strict=True):
+            key = (org, ps, it.category, ex.reason)
+            self.local_refusals[key] = self.local_refusals.get(key, 0) + it.quantity
         return Decision(
             organization_id=org,
             items=[
-                ItemDecision(it.category, it.quantity, False, 0, None, 0, None, h.reason, h.retry_after)
+                ItemDecision(it.category, it.quantity, False, 0, None, 0, None, h[1].reason, h[1].retry_after)
                 for it, h in zip(items, hits, strict=True)
             ],
-            exhausted=hits,
+            period_start=ps,
+            period_end=pe,
+            exhausted=[h[1] for h in hits],
         )
 
     def _remember_denials(self, decision: Decision) -> None:
@@ -332,9 +343,28 @@ class Meter:
         until = time.monotonic() + ttl
         for ex in decision.exhausted:
             if ex.reason in ("usage_exceeded", "on_demand_exhausted", "suspended"):
-                self._denials[(decision.organization_id, ex.category)] = (until, ex)
+                self._denials[(decision.organization_id, ex.category)] = (
+                    until,
+                    ex,
+                    decision.period_start,
+                    decision.period_end,
+                )
         if len(self._denials) > 100_000:
             self._denials.clear()
+
+    async def flush_refusals(self) -> None:
+        """Add the refusals answered from the denial cache to Redis' counters."""
+        pending, self.local_refusals = self.local_refusals, {}
+        if not pending:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for (org, ps, cat, reason), n in pending.items():
+            pipe.hincrby(keys.usage_key(org), f"{ps}:x:{cat}:{reason}", n)
+        try:
+            await pipe.execute()
+        except UNREACHABLE:
+            for key, n in pending.items():
+                self.local_refusals[key] = self.local_refusals.get(key, 0) + n
 
     # ----------------------------------------------------------------- refund & leases
     async def refund(
@@ -346,6 +376,7 @@ class Meter:
         idempotency_key: str | None = None,
     ) -> Refund:
         args: list[Any] = [
+            self.settings.counter_grace,
             "1" if idempotency_key else "",
             self.settings.idempotency_ttl,
             "" if period_start is None else str(period_start),
@@ -358,7 +389,7 @@ class Meter:
     async def return_lease(self, organization_id: str, lease_id: str, unused: int) -> Refund:
         """Give back a lease's unused units, into the period the lease was granted in. Returning
         twice returns nothing twice (the lease record is gone after the first)."""
-        args = ["1", self.settings.idempotency_ttl, "", lease_id, "", unused, ""]
+        args = [self.settings.counter_grace, "1", self.settings.idempotency_ttl, "", lease_id, "", unused, ""]
         return await self._refund(organization_id, args, f"lease:{lease_id}")
 
     async def _refund(self, org: str, args: list[Any], idem: str | None) -> Refund:

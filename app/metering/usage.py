@@ -9,6 +9,7 @@ from app.plans.catalog import UNITS
 
 
 async def read_usage(meter: Meter, organization_id: str) -> UsageResponse:
+    await meter.flush_refusals()
     cfg, fields = await meter.counters(organization_id)
     period = int(cfg["ps"])
     counters = parse_counters(fields)

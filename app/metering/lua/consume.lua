@@ -77,7 +77,8 @@ if current ~= P then
     if prefix and not keep[prefix] then redis.call("HDEL", U, f) end
   end
   redis.call("HSET", U, "p", P, P .. ":e", cfg["pe"])
-  redis.call("EXPIREAT", U, math.ceil(pe + grace))
+  -- relative to the caller's clock (ARGV[1]), not Redis' own, so both agree on "period end"
+  redis.call("EXPIRE", U, math.max(1, math.ceil(pe + grace - now)))
 end
 
 local cats = {}

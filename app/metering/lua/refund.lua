@@ -9,30 +9,34 @@ KEYS[1]  tg:{org}:cfg   (only to learn the current period when ARGV[4] is "")
 KEYS[2]  tg:{org}:u     counters (see consume.lua)
 KEYS[3]  tg:{org}:idem:<key>  used only if ARGV[2] == "1"
 ARGV[1]  now (unix seconds)
-ARGV[2]  "1" to replay/store the answer under KEYS[3]
-ARGV[3]  idempotency ttl, seconds
-ARGV[4]  period start P to refund into ("" = the current period)
-ARGV[5]  lease id: return the lease's unused units (then ARGV[6..] is one triple whose quantity is
+ARGV[2]  grace: a period that ended more than this many seconds ago takes no refunds
+ARGV[3]  "1" to replay/store the answer under KEYS[3]
+ARGV[4]  idempotency ttl, seconds
+ARGV[5]  period start P to refund into ("" = the current period)
+ARGV[6]  lease id: return the lease's unused units (then ARGV[7..] is one triple whose quantity is
          the unused amount; its category and project are taken from the lease), or ""
-ARGV[6..] triples: category, quantity (integer >= 0), project ("" = none)
+ARGV[7..] triples: category, quantity (integer >= 0), project ("" = none)
 
 Returns a JSON string (prefixed with "R" when replayed from KEYS[3]):
   {"s":"ok","ps":P,"r":[[category, refunded], ...]}
-  {"s":"unknown_period"}   P is neither the current nor the previous period (counters expired)
+  {"s":"unknown_period"}   P is neither the current nor the previous period, or it ended more
+                           than the grace ago (its counters are final)
   {"s":"unknown_lease"}    no such lease, or it was returned already
   {"s":"miss"}             no config and no period given
 --]==]
 
-local use_idem = ARGV[2] == "1"
+local now = tonumber(ARGV[1])
+local grace = tonumber(ARGV[2])
+local use_idem = ARGV[3] == "1"
 if use_idem then
   local prev = redis.call("GET", KEYS[3])
   if prev then return "R" .. prev end
 end
 local U = KEYS[2]
-local P = ARGV[4]
-local lease = ARGV[5]
+local P = ARGV[5]
+local lease = ARGV[6]
 local items = {}
-for k = 6, #ARGV, 3 do
+for k = 7, #ARGV, 3 do
   local q = tonumber(ARGV[k + 1])
   assert(q and q >= 0 and q == math.floor(q), "quantity must be a whole number >= 0")
   items[#items + 1] = {ARGV[k], q, ARGV[k + 2]}
@@ -51,7 +55,8 @@ if P == "" then
   P = redis.call("HGET", KEYS[1], "ps")
   if not P then return '{"s":"miss"}' end
 end
-if redis.call("HGET", U, "p") ~= P and not redis.call("HGET", U, P .. ":e") then
+local ends = tonumber(redis.call("HGET", U, P .. ":e"))
+if (redis.call("HGET", U, "p") ~= P and not ends) or (ends and now > ends + grace) then
   return '{"s":"unknown_period"}'
 end
 
@@ -75,5 +80,5 @@ for _, it in ipairs(items) do
   out[#out + 1] = {c, r}
 end
 local res = cjson.encode({s = "ok", ps = tonumber(P), r = out})
-if use_idem then redis.call("SET", KEYS[3], res, "EX", tonumber(ARGV[3])) end
+if use_idem then redis.call("SET", KEYS[3], res, "EX", tonumber(ARGV[4])) end
 return res
