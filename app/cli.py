@@ -21,6 +21,14 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(token_cli, name="token")
 cli.add_typer(org_cli, name="org")
 
+from app.marketplace.cli import marketplace_cli  # noqa: E402
+
+cli.add_typer(marketplace_cli, name="marketplace")
+
+from app.billing.cli import stripe_cli  # noqa: E402
+
+cli.add_typer(stripe_cli, name="stripe")
+
 T = TypeVar("T")
 
 

@@ -27,3 +27,5 @@ class AppContext:
     """The SAQ queue: ``await ctx.queue.enqueue("module.fn", key=..., retries=..., **kwargs)``."""
     pending_publish: set[str] = field(default_factory=set)
     """Orgs whose config could not be pushed to Redis; retried by the background loop."""
+    stripe: Any = None
+    """The Stripe gateway (``app.billing.stripe_client.StripeGateway``), built on first use."""

@@ -21,14 +21,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from app.auth.controllers import ServiceTokenController
 from app.auth.services import Authenticator
+from app.billing.controllers import BillingController, StripeWebhookController
 from app.clock import Clock
 from app.context import AppContext
 from app.db.migrate import upgrade_async
 from app.deps import DEPENDENCIES
+from app.entitlements.controllers import EntitlementCheckController, EntitlementController
 from app.errors import TollgateError
 from app.infra.embedded_redis import EmbeddedRedis
 from app.infra.redis import create_redis
 from app.logging import configure_logging
+from app.marketplace.controllers import (
+    HerokuResourceController,
+    HerokuSsoController,
+    MarketplaceAdminController,
+)
 from app.metering.controllers import QuotaController, UsageController
 from app.metering.meter import Meter
 from app.metering.services import QuotaService
@@ -38,6 +45,7 @@ from app.plans import Catalog, default_catalog, load_catalog
 from app.settings import Settings
 from app.system.health import HealthController
 from app.system.plans import PlanController
+from app.web.controllers import BillingPageController
 from app.worker import create_queue, create_worker
 
 log = structlog.get_logger("tollgate")
@@ -254,6 +262,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             ServiceTokenController,
             QuotaController,
             UsageController,
+            BillingController,
+            StripeWebhookController,
+            EntitlementController,
+            EntitlementCheckController,
+            HerokuResourceController,
+            HerokuSsoController,
+            MarketplaceAdminController,
+            BillingPageController,
         ],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],

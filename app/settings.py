@@ -76,6 +76,99 @@ class WorkerSettings(BaseModel):
     concurrency: int = 10
 
 
+class HerokuAddonSettings(BaseModel):
+    """The Heroku add-on (partner API v3). Secrets left unset are generated once on first use and
+    kept in ``<data_dir>/marketplace-secrets.json`` (mode 0600), so the manifest and the API agree."""
+
+    enabled: bool = True
+    """Serve the Heroku routes (404 / 403 when off)."""
+    id: str = Field(default="tollgate", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    """The manifest slug: immutable, globally unique, the Basic-auth username."""
+    name: str = "Tollgate"
+    password: SecretStr | None = None
+    """Basic-auth password (manifest ``api.password``)."""
+    sso_salt: SecretStr | None = None
+    """Shared SSO secret (manifest ``api.sso_salt``)."""
+    oauth_client_secret: SecretStr | None = None
+    """The Partner Portal OAuth client secret, sent when exchanging a provision's grant code."""
+    token_key: SecretStr | None = None
+    """Encrypts stored OAuth tokens and the add-on's config (Fernet key derived from it)."""
+    config_vars_prefix: str = Field(default="TOLLGATE", pattern=r"^([A-Z][0-9A-Z_]*)?$")
+    """Config var names are ``<prefix>_URL`` etc.; empty means ``id`` upper-cased, ``-`` as ``_``."""
+    regions: list[str] = Field(default_factory=lambda: ["us", "eu"])
+    """Manifest regions (``us``, ``eu``, ``virginia``, ``oregon``, ``frankfurt``, ``tokyo``,
+    ``sydney``, ``dublin`` or ``*``); provisions in other regions are refused with 422."""
+    plans: dict[str, str] = Field(
+        default_factory=lambda: {"free": "free", "team": "team", "business": "business"}
+    )
+    """Heroku plan slug -> Tollgate plan name."""
+    async_plans: set[str] = Field(default_factory=set)
+    """Heroku plan slugs provisioned asynchronously (202, then the worker completes them)."""
+    api_url: str = "https://api.heroku.com"
+    """Heroku Platform API base (config vars and provision actions are sent here)."""
+    oauth_token_url: str = "https://id.heroku.com/oauth/token"
+    production_url: str = ""
+    """Public base URL Heroku calls; empty means ``server.public_url``."""
+    billing_url: str = "/billing/{org_id}"
+    """Where SSO lands the user (``{org_id}`` is replaced)."""
+    http_timeout: float = 10.0
+
+
+class MarketplaceSettings(BaseModel):
+    session_key: SecretStr | None = None
+    """HMAC key of the customer session cookie set by marketplace SSO (generated if unset)."""
+    session_ttl: int = 3600
+    """Seconds an SSO session lasts."""
+    sso_max_age: int = 300
+    """Seconds an SSO timestamp stays valid (timestamps in the future are refused)."""
+    heroku: HerokuAddonSettings = Field(default_factory=HerokuAddonSettings)
+
+
+class StripeSettings(BaseModel):
+    """Stripe billing (``TOLLGATE_STRIPE__*``). Without ``api_key`` checkout and portal answer 503;
+    without a webhook secret the webhook endpoint refuses every delivery."""
+
+    api_key: SecretStr | None = None
+    webhook_secrets: list[SecretStr] = Field(default_factory=list)
+    """Endpoint signing secrets (``whsec_...``); during a rotation list both, any one verifies."""
+    webhook_tolerance: int = 300
+    """Seconds a webhook signature timestamp stays acceptable (Stripe's default)."""
+    api_base: str = ""
+    """Stripe API base URL; empty is Stripe itself (tests point it at the fake server)."""
+    max_network_retries: int = 2
+    timeout: float = 20.0
+    currency: str = "usd"
+    success_url: str = ""
+    """Checkout success redirect; empty means ``{server.public_url}/billing?checkout=success``."""
+    cancel_url: str = ""
+    """Checkout cancel redirect; empty means ``{server.public_url}/billing?checkout=canceled``."""
+    portal_return_url: str = ""
+    """Customer Portal return URL; empty means ``{server.public_url}/billing``."""
+    grace_days: float = 7
+    """Days a past_due subscription keeps its plan before ``dunning_action`` applies."""
+    dunning_action: Literal["downgrade", "suspend"] = "downgrade"
+    overage_meter_event: str = "tollgate_on_demand_cents"
+    """Billing meter event name for on-demand spend (value in cents)."""
+    event_retries: int = 8
+    """Attempts of a webhook event's processing job (exponential backoff)."""
+    event_retry_delay: float = 1.0
+    """First retry delay in seconds; doubles each attempt (capped at 5 minutes)."""
+
+
+class EntitlementSettings(BaseModel):
+    """Features, seats and trials (``TOLLGATE_ENTITLEMENTS__*``)."""
+
+    trial_days: int = Field(default=14, ge=1)
+    """Length of a trial when the request names none."""
+    trial_max_days: int = Field(default=90, ge=1)
+    """Longest trial a request may ask for."""
+    trial_expiry_lookahead: int = Field(default=3600, ge=0)
+    """Seconds before a trial's end from which the trials job pins the org's materialized config to
+    expire exactly at the end (so the meter reloads it on time even between job runs)."""
+    seat_idempotency_ttl: int = Field(default=86_400, ge=1)
+    """How long a seat change's idempotency key replays its first answer."""
+
+
 class Settings(BaseSettings):
     """Tollgate's whole configuration. Build one per process (or per test); nothing reads env later."""
 
@@ -100,6 +193,9 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     meter: MeterSettings = Field(default_factory=MeterSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    entitlements: EntitlementSettings = Field(default_factory=EntitlementSettings)
+    marketplace: MarketplaceSettings = Field(default_factory=MarketplaceSettings)
+    stripe: StripeSettings = Field(default_factory=StripeSettings)
 
     @property
     def database_url(self) -> str:

@@ -23,6 +23,9 @@ log = structlog.get_logger(__name__)
 
 TASK_MODULES: list[str] = [
     "app.metering.tasks",
+    "app.billing.tasks",
+    "app.entitlements.tasks",
+    "app.marketplace.tasks",
 ]
 """Modules whose ``JOBS`` / ``CRON`` the worker runs. Add a domain's ``tasks`` module here."""
 

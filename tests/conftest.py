@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from pydantic import SecretStr
@@ -26,6 +27,16 @@ from app.main import create_app
 from app.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+class AppClient(httpx.AsyncClient):
+    """An HTTP client for one running app (served by uvicorn on 127.0.0.1, in the test's event
+    loop, so the app's lifespan, background tasks and requests all share one loop). ``.app`` is the
+    Litestar app, for the few tests that look inside."""
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(timeout=30, limits=httpx.Limits(max_connections=500), **kwargs)
+        self.app = app
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +64,15 @@ def postgres_url(workdir: Path) -> Iterator[str]:
     srv.cleanup()
 
 
-def make_settings(workdir: Path, db_url: str, redis_url: str, **meter: Any) -> Settings:
+def make_settings(
+    workdir: Path,
+    db_url: str,
+    redis_url: str,
+    *,
+    cluster: bool = False,
+    worker_redis_url: str = "",
+    **meter: Any,
+) -> Settings:
     return Settings(
         env="test",
         data_dir=workdir / "data",
@@ -61,9 +80,9 @@ def make_settings(workdir: Path, db_url: str, redis_url: str, **meter: Any) -> S
         log_json=True,
         log_level="WARNING",
         db={"url": db_url, "auto_migrate": True},
-        redis={"url": redis_url},
+        redis={"url": redis_url, "cluster": cluster},
         meter={"flush_interval": 3600, **meter},
-        worker={"queue": f"test-{uuid.uuid4().hex[:8]}"},
+        worker={"queue": f"test-{uuid.uuid4().hex[:8]}", "redis_url": worker_redis_url},
     )
 
 
@@ -81,11 +100,19 @@ def make_client(workdir: Path, redis_server: EmbeddedRedis, sqlite_url: str):  #
         db_url: str | None = None,
         clock: Clock | None = None,
         redis_url: str | None = None,
+        cluster: bool = False,
         **meter: Any,
     ) -> AsyncIterator[AsyncTestClient[Any]]:
-        settings = make_settings(workdir, db_url or sqlite_url, redis_url or redis_server.url, **meter)
+        settings = make_settings(
+            workdir,
+            db_url or sqlite_url,
+            redis_url or redis_server.url,
+            cluster=cluster,
+            worker_redis_url=redis_server.url if cluster else "",
+            **meter,
+        )
         app = create_app(settings, clock=clock)
-        async with AsyncTestClient(app, base_url="http://127.0.0.1") as client:
+        async with live_server(app) as base, AppClient(app, base_url=base) as client:
             client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
             yield client
 

@@ -34,9 +34,23 @@ def redis_server_binary() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below 50000 (Redis Cluster also binds port + 10000 for its bus)."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20_000, 49_999)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port")
 
 
 class EmbeddedRedis:
@@ -88,7 +102,9 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited; see {self.data_dir / 'redis.log'}")
+                log = self.data_dir / "redis.log"
+                tail = log.read_text()[-500:] if log.exists() else ""
+                raise RuntimeError(f"redis-server exited; {log}:\n{tail}")
             if self._ping():
                 return self
             time.sleep(0.02)

@@ -19,5 +19,5 @@ def create_redis(settings: Settings, url: str) -> Any:
         "decode_responses": False,
     }
     if settings.redis.cluster:
-        return RedisCluster.from_url(url, **common)
+        return RedisCluster.from_url(url, max_connections=128, **common)
     return Redis.from_url(url, health_check_interval=10, max_connections=256, **common)

@@ -14,7 +14,14 @@ from datetime import datetime
 from uuid import UUID
 
 from app.db.models import Organization
-from app.plans import CATEGORIES, Catalog, EffectiveLimits, Overrides, effective_limits
+from app.plans import (
+    CATEGORIES,
+    Catalog,
+    EffectiveLimits,
+    Overrides,
+    PlanVersion,
+    effective_limits,
+)
 from app.plans.periods import as_utc, current_period
 from app.settings import MeterSettings
 
@@ -103,7 +110,33 @@ def _ts(value: datetime) -> int:
     return int(as_utc(value).timestamp())
 
 
-def org_limits(org: Organization, catalog: Catalog) -> EffectiveLimits:
+def plan_key_parts(key: str) -> tuple[str, int | None]:
+    """``"team@v2"`` -> ``("team", 2)`` (the inverse of ``PlanVersion.key``)."""
+    name, sep, version = key.rpartition("@v")
+    if not sep or not version.isdigit():
+        return key, None
+    return name, int(version)
+
+
+def active_trial(org: Organization, catalog: Catalog, now: datetime | None = None) -> PlanVersion | None:
+    """The plan version ``org`` is trying, if its trial applies at ``now``. Pure, given the row.
+
+    A trial applies until ``trial_ends_at`` (``now=None`` trusts the columns: the trials job clears
+    them on time) and only while the org is still on the plan it started from, so any plan change
+    (a Checkout upgrade, the control plane) ends it at once, before the job records the end.
+    """
+    if not org.trial_plan or org.trial_ends_at is None:
+        return None
+    if now is not None and as_utc(now) >= as_utc(org.trial_ends_at):
+        return None
+    if org.trial_previous_plan != f"{org.plan}@v{org.plan_version}":
+        return None
+    name, version = plan_key_parts(org.trial_plan)
+    return catalog.get(name, version) if name in catalog else None
+
+
+def org_limits(org: Organization, catalog: Catalog, now: datetime | None = None) -> EffectiveLimits:
+    """The single place an org's plan version is chosen: its plan, overrides and running trial."""
     plan = (
         catalog.get(org.plan, org.plan_version)
         if org.plan in catalog
@@ -114,6 +147,7 @@ def org_limits(org: Organization, catalog: Catalog) -> EffectiveLimits:
         Overrides.from_dict(org.overrides),
         on_demand_budget_cents=org.on_demand_budget_cents,
         spike_protection=org.spike_protection,
+        trial=active_trial(org, catalog, now),
     )
 
 
@@ -128,7 +162,7 @@ def build_quota_config(
     org: Organization, catalog: Catalog, now: datetime, meter: MeterSettings
 ) -> QuotaConfig:
     """Everything the meter needs about ``org`` at ``now``."""
-    limits = org_limits(org, catalog)
+    limits = org_limits(org, catalog, now)
     start, end = org_period(org, now)
     period_seconds = max(1.0, (end - start).total_seconds())
     quotas = {c: (UNLIMITED if limits.quota(c) is None else int(limits.quota(c) or 0)) for c in CATEGORIES}

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import msgspec
 import structlog
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterDownError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -74,6 +75,9 @@ class _Batcher:
         self.redis = redis
         self.pending: list[tuple[Script, list[str], list[Any], asyncio.Future[Any]]] = []
         self.scheduled = False
+        self.cluster = isinstance(redis, RedisCluster)
+        # the async cluster client fails (instead of waiting) past its per-node connection cap
+        self.slots = asyncio.Semaphore(32)
 
     def call(self, script: Script, keys_: list[str], args: list[Any]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -98,7 +102,10 @@ class _Batcher:
                 again = await self._execute([batch[i] for i in missing])
                 for i, r in zip(missing, again, strict=True):
                     results[i] = r
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, RedisError | OSError):
+                log.error("meter.batch_failed", error=type(exc).__name__, size=len(batch))
+                exc = RedisConnectionError(f"redis client failed: {type(exc).__name__}")
             for *_, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
@@ -111,13 +118,32 @@ class _Batcher:
             else:
                 fut.set_result(result)
 
+    async def _one(self, script: Script, k: list[str], a: list[Any]) -> Any:
+        if not self.cluster:
+            try:
+                return await self.redis.evalsha(script.sha, len(k), *k, *a)
+            except (NoScriptError, ResponseError) as exc:
+                return exc
+        async with self.slots:  # see __init__
+            for attempt in range(3):
+                try:
+                    return await self.redis.evalsha(script.sha, len(k), *k, *a)
+                except (NoScriptError, ResponseError) as exc:
+                    return exc
+                except AttributeError:
+                    # redis-py's async cluster client can trip over a connection another task
+                    # is setting up ('NoneType' has no 'writelines'); nothing was sent: retry
+                    await asyncio.sleep(0.001 * (attempt + 1))
+            return RedisConnectionError("cluster connection kept failing")
+
     async def _execute(self, batch: Sequence[tuple[Script, list[str], list[Any], Any]]) -> list[Any]:
         if len(batch) == 1:
             script, k, a, _ = batch[0]
-            try:
-                return [await self.redis.evalsha(script.sha, len(k), *k, *a)]
-            except (NoScriptError, ResponseError) as exc:
-                return [exc]
+            return [await self._one(script, k, a)]
+        if self.cluster:
+            # redis-py refuses scripts in cluster pipelines: send them concurrently instead (each
+            # org's keys live on one node; the client keeps one connection pool per node)
+            return list(await asyncio.gather(*(self._one(s, k, a) for s, k, a, _ in batch)))
         pipe = self.redis.pipeline(transaction=False)
         for script, k, a, _ in batch:
             pipe.evalsha(script.sha, len(k), *k, *a)
@@ -142,6 +168,11 @@ class Meter:
         """Units refused from the denial cache, added to Redis' refused counters by
         :meth:`flush_refusals` (so usage reads see them within the flush interval)."""
         self.redis_calls = 0
+        self._loading: dict[str, asyncio.Future[None]] = {}
+        # redis-py's async cluster client fails concurrent MULTI pipelines; there a config swap is
+        # a plain pipeline (one slot, one connection, in order): a consume that lands between its
+        # DEL and HSET sees a miss and reloads, which is harmless
+        self._atomic_pipelines = not isinstance(redis, RedisCluster)
 
     # ----------------------------------------------------------------- configuration
     async def publish(self, config: QuotaConfig, seed: dict[str, int] | None = None) -> None:
@@ -150,11 +181,11 @@ class Meter:
         org = config.organization_id
         ttl = max(1, int(config.period_end + self.settings.counter_grace - self.clock.time()))
         if seed:
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self.redis.pipeline(transaction=self._atomic_pipelines)
             for name, value in seed.items():
                 pipe.hsetnx(keys.usage_key(org), name, value)
             await pipe.execute()
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self.redis.pipeline(transaction=self._atomic_pipelines)
         pipe.delete(keys.config_key(org))
         pipe.hset(keys.config_key(org), mapping=config.to_redis())
         pipe.expire(keys.config_key(org), ttl)
@@ -171,6 +202,16 @@ class Meter:
             self._denials.pop(key, None)
 
     async def _load(self, organization_id: str) -> None:
+        """Load and publish an org's config; concurrent misses for one org share one load (a
+        cold start under load makes one database read per org, not one per request)."""
+        running = self._loading.get(organization_id)
+        if running is None:
+            running = asyncio.ensure_future(self._load_once(organization_id))
+            self._loading[organization_id] = running
+            running.add_done_callback(lambda _: self._loading.pop(organization_id, None))
+        await asyncio.shield(running)
+
+    async def _load_once(self, organization_id: str) -> None:
         loaded = await self.source.load(organization_id)
         if loaded is None:
             raise UnknownOrganization

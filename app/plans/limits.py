@@ -92,18 +92,37 @@ class EffectiveLimits:
         return not self.hard_stop and self.on_demand_budget_cents > 0
 
 
+def _more(a: int | None, b: int | None) -> int | None:
+    """The more generous of two limits (``None`` is unlimited)."""
+    if a is None or b is None:
+        return None
+    return max(a, b)
+
+
 def effective_limits(
     plan: PlanVersion,
     overrides: Overrides | None = None,
     *,
     on_demand_budget_cents: int = 0,
     spike_protection: bool | None = None,
+    trial: PlanVersion | None = None,
 ) -> EffectiveLimits:
-    """Combine a plan version with the org's overrides and settings. Pure."""
+    """Combine a plan version with the org's overrides and settings. Pure.
+
+    ``trial`` is a plan version the org is trying: while it runs it is the plan in effect (name,
+    prices, hard stop, spike default), its features are added to the plan's and each numeric limit
+    is the more generous of the two, so a trial never takes anything away. Overrides apply on top.
+    """
     ov = overrides or Overrides()
     quotas = {c: plan.quota(c) for c in CATEGORIES}
-    quotas.update(ov.quotas)
     features = set(plan.features)
+    members, retention = plan.members, plan.retention_days
+    if trial is not None:
+        quotas = {c: _more(q, trial.quota(c)) for c, q in quotas.items()}
+        features |= trial.features
+        members, retention = _more(members, trial.members), max(retention, trial.retention_days)
+        plan = trial
+    quotas.update(ov.quotas)
     for name, enabled in ov.features.items():
         (features.add if enabled else features.discard)(name)
     return EffectiveLimits(
@@ -115,6 +134,6 @@ def effective_limits(
         hard_stop=plan.hard_stop,
         spike_protection=plan.spike_protection if spike_protection is None else spike_protection,
         features=frozenset(features),
-        members=ov.members if ov.members_set else plan.members,
-        retention_days=ov.retention_days or plan.retention_days,
+        members=ov.members if ov.members_set else members,
+        retention_days=ov.retention_days or retention,
     )

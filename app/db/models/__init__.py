@@ -3,10 +3,27 @@
 from advanced_alchemy.base import orm_registry
 
 from app.db.models.audit import AuditEvent
+from app.db.models.billing import BillingAccount, OverageReport, StripeEvent
+from app.db.models.entitlements import Seat, Trial
+from app.db.models.marketplace import MarketplaceRequest, MarketplaceResource
 from app.db.models.organization import ApiKey, Organization
 from app.db.models.service_token import ServiceToken
 from app.db.models.usage import Usage
 
 metadata = orm_registry.metadata
 
-__all__ = ["ApiKey", "AuditEvent", "Organization", "ServiceToken", "Usage", "metadata"]
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "BillingAccount",
+    "MarketplaceRequest",
+    "MarketplaceResource",
+    "Organization",
+    "OverageReport",
+    "Seat",
+    "ServiceToken",
+    "StripeEvent",
+    "Trial",
+    "Usage",
+    "metadata",
+]

@@ -45,6 +45,13 @@ class Organization(UUIDv7AuditBase):
     )
     config_version: Mapped[int] = mapped_column(Integer, default=1)
     """Bumped on every change the meter must see."""
+    trial_plan: Mapped[str | None] = mapped_column(String(60), nullable=True, default=None)
+    """Plan key (``team@v1``) of a running trial (app/entitlements); it applies on top of ``plan``."""
+    trial_ends_at: Mapped[datetime | None] = mapped_column(
+        DateTimeUTC(timezone=True), nullable=True, default=None, index=True
+    )
+    trial_previous_plan: Mapped[str | None] = mapped_column(String(60), nullable=True, default=None)
+    """Plan key the trial started from; a plan change since then voids the trial."""
 
 
 class ApiKey(UUIDv7AuditBase):

@@ -1,0 +1,1 @@
+"""Stripe billing: catalog sync, checkout, portal, webhooks, subscription sync, dunning, overage."""

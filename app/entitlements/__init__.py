@@ -1,0 +1,1 @@
+"""Entitlements: feature gates, numeric limits (members, retention), seats and trials."""
