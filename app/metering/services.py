@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from prometheus_client import Counter
+
 from app.metering import schemas
 from app.metering.errors import InvalidQuantity, UnknownCategory
 from app.metering.headers import cap_retry, quota_headers
@@ -14,6 +16,20 @@ from app.plans import CATEGORIES
 from app.settings import MeterSettings
 
 _CATEGORIES = frozenset(CATEGORIES)
+ITEMS = Counter("tollgate_quota_items", "Consumed items by category and outcome", ["category", "outcome"])
+_OUTCOME = {
+    (c, o): ITEMS.labels(c, o)
+    for c in CATEGORIES
+    for o in (
+        "accepted",
+        "usage_exceeded",
+        "on_demand_exhausted",
+        "spike_protection",
+        "project_cap",
+        "suspended",
+        "unavailable",
+    )
+}
 
 
 class QuotaService:
@@ -59,6 +75,10 @@ class QuotaService:
         )
 
     def response(self, d: Decision) -> schemas.ConsumeResponse:
+        for i in d.items:
+            counter = _OUTCOME.get((i.category, "accepted" if i.accepted else i.reason or ""))
+            if counter is not None:
+                counter.inc()
         cap = self.settings.max_retry_after
         return schemas.ConsumeResponse(
             organization_id=d.organization_id,

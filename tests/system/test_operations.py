@@ -44,11 +44,22 @@ async def test_openapi_documents_every_route(sqlite_client: Client) -> None:
     assert "bearer" in spec["components"]["securitySchemes"]
 
 
-async def test_metrics_are_prometheus_text(sqlite_client: Client) -> None:
-    await sqlite_client.get("/health")
+async def test_metrics_count_quota_decisions(sqlite_client: Client) -> None:
+    from tests.conftest import new_org
+
+    org = await new_org(sqlite_client)
+    await sqlite_client.post(
+        "/v1/quotas/consume",
+        json={"organization_id": org["id"], "items": [{"category": "replay", "quantity": 51}]},
+    )
     resp = await sqlite_client.get("/metrics")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
-    assert "tollgate_quota_items_total" in resp.text or "python_info" in resp.text
+    line = next(
+        x
+        for x in resp.text.splitlines()
+        if x.startswith('tollgate_quota_items_total{category="replay",outcome="usage_exceeded"}')
+    )
+    assert float(line.split()[-1]) >= 1
 
 
 async def test_request_id_is_echoed_or_assigned(sqlite_client: Client) -> None:
