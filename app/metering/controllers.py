@@ -11,6 +11,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.status_codes import HTTP_200_OK
+from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
@@ -30,9 +31,61 @@ async def _ingest(request: AnyRequest) -> tuple[AppContext, QuotaService]:
     return ctx, request.app.state.quotas
 
 
+class _InFlight:
+    """The count of quota requests this process is serving, against ``meter.max_in_flight``."""
+
+    __slots__ = ("body", "busy", "headers", "limit", "shed")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.busy = 0
+        self.shed = 0
+        """Requests refused so far (for operators and benchmarks)."""
+        body = (
+            b'{"error":"overloaded","detail":"More than %d quota requests are in flight in this '
+            b'process; retry after the Retry-After seconds."}' % limit
+        )
+        self.body = body
+        self.headers = (
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1"),
+        )
+
+    async def refuse(self, send: Send) -> None:
+        self.shed += 1
+        # fresh messages each time: outer middleware may rewrite them
+        await send({"type": "http.response.start", "status": 503, "headers": list(self.headers)})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+def shed_overload(app: ASGIApp) -> ASGIApp:
+    """Load shedding: beyond ``meter.max_in_flight`` concurrent quota requests, answer 503
+    ``overloaded`` with ``Retry-After: 1`` before reading the body or doing any other work, so a
+    flood is refused cheaply and the requests already admitted keep their latency (instead of all
+    of them queueing until Redis calls time out)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope["app"].state
+        gate: _InFlight | None = state.get("quota_in_flight")
+        if gate is None:
+            gate = state["quota_in_flight"] = _InFlight(state.ctx.settings.meter.max_in_flight)
+        if gate.busy >= gate.limit:
+            await gate.refuse(send)
+            return
+        gate.busy += 1
+        try:
+            await app(scope, receive, send)
+        finally:
+            gate.busy -= 1
+
+    return middleware
+
+
 class QuotaController(Controller):
     path = "/v1/quotas"
     tags = ["quotas"]
+    middleware = [shed_overload]
 
     @post("/consume", status_code=HTTP_200_OK, summary="Check and count items for one org")
     async def consume(

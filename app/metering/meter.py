@@ -12,7 +12,7 @@ import asyncio
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, Protocol
 
@@ -249,15 +249,54 @@ class Meter:
     async def consume_batch(
         self, requests: Sequence[tuple[str, Sequence[Item], str | None, bool]]
     ) -> list[Decision]:
-        """Many orgs in one request: their script calls share one pipeline (one round trip)."""
-        return list(
-            await asyncio.gather(
-                *(
-                    self.consume(org, items, idempotency_key=idem, allow_partial=partial)
-                    for org, items, idem, partial in requests
-                )
+        """Many orgs in one request: their script calls share one pipeline (one round trip).
+
+        The requests of one org (without an idempotency key, with the same ``allow_partial``) go
+        into one script call with all their items in request order, up to ``max_items`` items per
+        call: the script decides item by item in order, exactly as for consecutive calls, so the
+        answers are the same while Redis runs one script per org instead of one per request.
+        """
+        out: list[Decision | None] = [None] * len(requests)
+        calls: list[tuple[str, bool, list[int]]] = []
+        open_calls: dict[tuple[str, bool], tuple[list[int], list[int]]] = {}
+        limit = max(1, self.settings.max_items)
+        for i, (org, items, idem, partial) in enumerate(requests):
+            if idem:
+                calls.append((org, partial, [i]))
+                continue
+            current = open_calls.get((org, partial))
+            if current is None or current[1][0] + len(items) > limit:
+                current = ([], [0])
+                open_calls[(org, partial)] = current
+                calls.append((org, partial, current[0]))
+            current[0].append(i)
+            current[1][0] += len(items)
+
+        async def run(org: str, partial: bool, idxs: list[int]) -> None:
+            if len(idxs) == 1:
+                _, items, idem, _ = requests[idxs[0]]
+                out[idxs[0]] = await self.consume(org, items, idempotency_key=idem, allow_partial=partial)
+                return
+            todo = []
+            for i in idxs:
+                cached = self._from_denial_cache(org, requests[i][1])
+                if cached is None:
+                    todo.append(i)
+                else:
+                    out[i] = cached
+            if not todo:
+                return
+            whole = await self.consume(
+                org, [it for i in todo for it in requests[i][1]], allow_partial=partial
             )
-        )
+            start = 0
+            for i in todo:
+                n = len(requests[i][1])
+                out[i] = replace(whole, items=whole.items[start : start + n])
+                start += n
+
+        await asyncio.gather(*(run(org, partial, idxs) for org, partial, idxs in calls))
+        return [d for d in out if d is not None]
 
     async def _call(
         self, script: Script, organization_id: str, k: list[str], args: list[Any]

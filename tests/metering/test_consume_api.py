@@ -360,3 +360,30 @@ async def test_periods_roll_over_and_refunds_land_in_their_own_period(make_clien
         )
         assert gone.status_code == 422 and gone.json()["error"] == "period_expired"
         _ = timedelta
+
+
+async def test_batch_runs_one_script_call_per_org_with_items_in_order(sqlite_client: Client) -> None:
+    a, b = await new_org(sqlite_client), await new_org(sqlite_client)  # free: 50 replays
+    await consume(sqlite_client, a, ("replay", 48))
+    meter = sqlite_client.app.state.ctx.meter  # type: ignore[attr-defined]
+    calls = meter.redis_calls
+    asks = [(a, 1), (b, 1), (a, 2), (a, 1), (a, 1), (b, 3)]
+    resp = await sqlite_client.post(
+        "/v1/quotas/consume/batch",
+        json={
+            "requests": [
+                {"organization_id": o["id"], "items": [{"category": "replay", "quantity": q}]}
+                for o, q in asks
+            ]
+        },
+    )
+    results = resp.json()["results"]
+    assert meter.redis_calls - calls == 2  # one script call per org, not per request
+    assert [r["organization_id"] for r in results] == [o["id"] for o, _ in asks]
+    # in order, each item all-or-nothing: 49, refused (2 > 1 left), 50, refused
+    assert [r["accepted"] for r in results] == [True, True, False, True, False, True]
+    assert [r["items"][0]["remaining"] for r in results] == [1, 49, 1, 0, 0, 46]
+    assert results[2]["items"][0]["reason"] == "usage_exceeded"
+    for org, used in ((a, 50), (b, 4)):
+        usage = (await sqlite_client.get(f"/v1/organizations/{org['id']}/usage")).json()
+        assert usage_of(usage, "replay")["used"] == used
