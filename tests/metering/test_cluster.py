@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -160,3 +161,33 @@ async def test_a_flushed_cluster_forgets_scripts_and_configs_and_recovers(
     decisions = await asyncio.gather(*(meter.consume(o, [Item("replay", 5)]) for o in ids))
     assert all(d.all_accepted for d in decisions)
     assert meter.source.loads == loads + 3  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def cluster_http(make_client: Any, redis_cluster: list[EmbeddedRedis]) -> Any:
+    async with make_client(redis_url=redis_cluster[0].url, cluster=True) as client:
+        yield client
+
+
+def _scenarios() -> list[Any]:
+    from tests.metering import test_consume_api as s
+
+    return [
+        s.test_first_event_over_the_limit_is_refused_in_the_same_call,
+        s.test_header_groups_categories_and_writes_all_as_empty,
+        s.test_upgrade_applies_at_once_and_usage_so_far_counts,
+        s.test_on_demand_budget_for_paid_plans,
+        s.test_spike_protection_pause_and_reset,
+        s.test_project_caps_set_by_the_orgs_admin,
+        s.test_idempotency_key_counts_once,
+        s.test_allow_partial_grants_what_fits,
+        s.test_batch_of_many_orgs_in_one_request,
+        s.test_refund_returns_units,
+        s.test_leases_never_exceed_the_limit_and_return_exactly,
+    ]
+
+
+@pytest.mark.parametrize("scenario", _scenarios(), ids=lambda f: f.__name__.removeprefix("test_"))
+async def test_the_http_scenarios_on_a_cluster(cluster_http: Any, scenario: Any) -> None:
+    """The same HTTP scenarios as against a single node, with the app on the cluster."""
+    await scenario(cluster_http)
