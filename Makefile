@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: install run test lint format migrate bench clean
+.PHONY: install run test lint browser format migrate bench clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -24,8 +24,15 @@ install: $(VENV)/.synced
 run: install  ## serve on http://127.0.0.1:8000 (SQLite file + private Redis under ./data)
 	$(VENV)/bin/tollgate run
 
-test: install lint  ## the whole suite, real Redis and PostgreSQL started by the fixtures
+test: install lint browser  ## the whole suite: real Redis, PostgreSQL, fake Stripe, headless Chromium
 	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+browser:  ## Debian's Chromium, which the billing page's Playwright tests drive (no browser download)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "the browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check .

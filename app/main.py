@@ -40,12 +40,14 @@ from app.metering.controllers import QuotaController, UsageController
 from app.metering.meter import Meter
 from app.metering.services import QuotaService
 from app.metering.store import DatabaseConfigSource, UsageFlusher
+from app.notifications.controllers import WebhookEndpointController
+from app.notifications.services import usage_flushed
 from app.orgs.controllers import OrganizationController
 from app.plans import Catalog, default_catalog, load_catalog
 from app.settings import Settings
 from app.system.health import HealthController
 from app.system.plans import PlanController
-from app.web.controllers import BillingPageController
+from app.web.controllers import BillingPageController, BillingSessionController
 from app.worker import create_queue, create_worker
 
 log = structlog.get_logger("tollgate")
@@ -161,6 +163,7 @@ async def flush_once(ctx: AppContext, flusher: UsageFlusher) -> None:
     try:
         await ctx.meter.flush_refusals()
         await flusher.flush(touched)
+        await usage_flushed(ctx, touched)  # snapshots + notifications; never raises
     except Exception as exc:
         ctx.meter.touched |= touched
         log.warning("usage.flush_failed", error=type(exc).__name__, orgs=len(touched))
@@ -270,6 +273,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             HerokuSsoController,
             MarketplaceAdminController,
             BillingPageController,
+            BillingSessionController,
+            WebhookEndpointController,
         ],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],

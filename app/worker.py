@@ -26,6 +26,7 @@ TASK_MODULES: list[str] = [
     "app.billing.tasks",
     "app.entitlements.tasks",
     "app.marketplace.tasks",
+    "app.notifications.tasks",
 ]
 """Modules whose ``JOBS`` / ``CRON`` the worker runs. Add a domain's ``tasks`` module here."""
 

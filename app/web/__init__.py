@@ -1,2 +1,2 @@
-"""The customer-facing pages (server-rendered). For now an interim billing page reached through
-marketplace SSO; the billing-page issue replaces it."""
+"""The customer-facing billing page (server-rendered, no script): reached through a single-use
+billing-session link or marketplace SSO, both ending in the same signed session cookie."""

@@ -1,7 +1,8 @@
 """The customer's browser session: a small signed cookie bound to one organization.
 
-Set by marketplace SSO, read by the billing page. The value is ``base64url(json).base64url(hmac)``
-with HMAC-SHA256 under ``marketplace.session_key`` (generated once on embedded defaults); it holds
+Set by marketplace SSO and by single-use billing-session links; read by the billing page. The
+value is ``base64url(json).base64url(hmac)`` with HMAC-SHA256 under ``marketplace.session_key``
+(generated once on embedded defaults); it holds
 no secret, only the org id, where the session came from and its expiry. The cookie is httpOnly,
 SameSite=Lax, Secure when the public URL is https, and scoped to ``/billing``.
 """
@@ -78,3 +79,15 @@ def cookie(value: str, max_age: int, secure: bool) -> Cookie:
         samesite="lax",
         secure=secure,
     )
+
+
+def csrf_token(key: str, cookie_value: str) -> str:
+    """The forms' anti-forgery token: bound to this very session cookie (a token from another
+    session, or a forged form without the cookie's value, does not verify)."""
+    return _b64(hmac.new(key.encode(), b"csrf|" + cookie_value.encode(), hashlib.sha256).digest())
+
+
+def csrf_ok(key: str, cookie_value: str | None, token: str | None) -> bool:
+    if not cookie_value or not token:
+        return False
+    return hmac.compare_digest(csrf_token(key, cookie_value).encode(), token.encode())

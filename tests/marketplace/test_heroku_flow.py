@@ -101,7 +101,7 @@ async def test_heroku_plays_the_whole_lifecycle(heroku: Heroku) -> None:
     client.cookies.clear()
     page = await client.get(f"/billing/{org_id}", headers={"Cookie": f"tollgate_session={cookie}"})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "<strong data-plan>team</strong>" in page.text and "5,001" in page.text
+    assert 'data-testid="plan"><strong>Team</strong>' in page.text and "5,001" in page.text
 
     # -- deprovision: 204, the meter refuses, the data stays
     started = time.perf_counter()

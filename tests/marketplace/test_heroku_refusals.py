@@ -225,4 +225,4 @@ async def test_billing_page_needs_a_session_for_that_org(heroku: Heroku) -> None
     )
     assert mine.status_code in (301, 302, 307) and mine.headers["location"] == f"/billing/{a_org}"
     page = await client.get(f"/billing/{a_org}", headers={"Cookie": f"tollgate_session={cookie}"})
-    assert page.status_code == 200 and "<strong data-plan>team</strong>" in page.text
+    assert page.status_code == 200 and 'data-testid="plan"><strong>Team</strong>' in page.text

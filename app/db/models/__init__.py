@@ -6,9 +6,11 @@ from app.db.models.audit import AuditEvent
 from app.db.models.billing import BillingAccount, OverageReport, StripeEvent
 from app.db.models.entitlements import Seat, Trial
 from app.db.models.marketplace import MarketplaceRequest, MarketplaceResource
+from app.db.models.notification import NotificationDelivery, NotificationEvent, WebhookEndpoint
 from app.db.models.organization import ApiKey, Organization
 from app.db.models.service_token import ServiceToken
 from app.db.models.usage import Usage
+from app.db.models.usage_daily import UsageDaily
 
 metadata = orm_registry.metadata
 
@@ -18,6 +20,8 @@ __all__ = [
     "BillingAccount",
     "MarketplaceRequest",
     "MarketplaceResource",
+    "NotificationDelivery",
+    "NotificationEvent",
     "Organization",
     "OverageReport",
     "Seat",
@@ -25,5 +29,7 @@ __all__ = [
     "StripeEvent",
     "Trial",
     "Usage",
+    "UsageDaily",
+    "WebhookEndpoint",
     "metadata",
 ]

@@ -1,0 +1,1 @@
+"""Outbound usage notifications: webhook endpoints, once-only events, signed deliveries."""
