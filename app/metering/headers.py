@@ -51,6 +51,8 @@ def format_rate_limits(limits: dict[tuple[str, str], int]) -> str:
 
 def quota_headers(decisions: Iterable[Decision], cap: int) -> dict[str, str]:
     decisions = list(decisions)
+    if not any(d.exhausted or d.degraded or not d.all_accepted for d in decisions):
+        return {}  # the common answer (all accepted, nothing exhausted): no header to build
     headers: dict[str, str] = {}
     limits = rate_limit_entries(decisions, cap)
     if limits:
