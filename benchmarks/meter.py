@@ -105,7 +105,10 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # ------------------------------------------------------------------- servers
-    def start_app(self, target: str = "app.asgi:app", *, factory: bool = False, **meter: Any) -> int:
+    def start_app(
+        self, target: str = "app.asgi:app", *, factory: bool = False, cwd: Path = ROOT, **meter: Any
+    ) -> int:
+        """Serve ``target`` from the checkout at ``cwd`` (another git worktree for A/B runs)."""
         port = free_port()
         env = {
             **os.environ,
@@ -123,7 +126,7 @@ class Bench:
             "--log-level", "warning", "--app-dir", str(Path(__file__).parent), *(["--factory"] if factory else []),  # noqa: E501
         ]  # fmt: skip
         log = (self.tmp / f"server-{port}.log").open("wb")
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.servers.append(proc)
         path = "/bare" if factory else "/ready"
         for _ in range(300):
