@@ -11,7 +11,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from uuid import UUID
 
 from app.db.models import Organization
 from app.plans import (
@@ -197,7 +196,3 @@ def build_quota_config(
         members=UNLIMITED if limits.members is None else limits.members,
         retention_days=limits.retention_days,
     )
-
-
-def org_uuid(value: str) -> UUID:
-    return UUID(value)

@@ -26,11 +26,19 @@ from app.orgs.repositories import OrganizationRepository
 AnyRequest = Request[Any, Any, Any]
 
 
-async def _ingest(request: AnyRequest) -> tuple[AppContext, QuotaService]:
-    ctx: AppContext = request.app.state.ctx
-    principal = await ctx.auth.authenticate(request.headers.get("authorization"))
+async def _authorize(state: Any, authorization: str | None) -> QuotaService:
+    """The one rule for the quota endpoints (Litestar handlers and the fast path alike): an
+    ``ingest`` or ``admin`` service token."""
+    ctx: AppContext = state.ctx
+    principal = await ctx.auth.authenticate(authorization)
     principal.require("ingest", "admin")
-    return ctx, request.app.state.quotas
+    quotas: QuotaService = state.quotas
+    return quotas
+
+
+async def _ingest(request: AnyRequest) -> tuple[AppContext, QuotaService]:
+    state = request.app.state
+    return state.ctx, await _authorize(state, request.headers.get("authorization"))
 
 
 class _InFlight:
@@ -164,11 +172,8 @@ async def _fast_consume(
             except msgspec.MsgspecError:
                 break  # Litestar decodes it (leniently) or answers its validation error
             # then, as in the handler after Litestar's body parsing: auth, one service call
-            state = scope["app"].state
-            ctx: AppContext = state.ctx
-            principal = await ctx.auth.authenticate(auth)
-            principal.require("ingest", "admin")
-            out, headers = await call(state.quotas, req)
+            quotas = await _authorize(scope["app"].state, auth)
+            out, headers = await call(quotas, req)
             await _send_json(send, _ENCODE(out), headers)
             return
     await app(scope, _replay(messages, receive), send)

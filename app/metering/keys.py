@@ -18,6 +18,3 @@ def usage_key(org: str) -> str:
 
 def idempotency_key(org: str, key: str) -> str:
     return f"{PREFIX}:{{{org}}}:idem:{key}"
-
-
-NO_IDEMPOTENCY = ""

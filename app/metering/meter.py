@@ -9,7 +9,6 @@ org's QuotaConfig (the only time anything but Redis is read) and calling again.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -505,10 +504,3 @@ class Meter:
         if fields:
             await self.redis.hdel(keys.usage_key(organization_id), *fields)
         self.forget(organization_id)
-
-
-def ceil_seconds(value: float) -> int:
-    """Retry-after as Sentry writes it: whole seconds, rounded up, never negative."""
-    if value != value or value <= 0:  # NaN or past
-        return 0
-    return math.ceil(value)

@@ -4,15 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-REASONS = (
-    "usage_exceeded",
-    "on_demand_exhausted",
-    "spike_protection",
-    "project_cap",
-    "suspended",
-    "unavailable",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Item:
