@@ -81,7 +81,7 @@ class Bench:
         self.notes: dict[str, list[str]] = {}
         self.commands: dict[str, list[str]] = {}
         self.now = int(time.time())
-        self.config = QuotaConfig(
+        self.quota = QuotaConfig(
             organization_id="ref",
             version=1,
             suspended=False,
@@ -91,7 +91,8 @@ class Bench:
             on_demand_cents=dict.fromkeys(CATEGORIES, 0.05),
             plan="team",
             plan_version=1,
-        ).to_redis()
+        )
+        self.config = self.quota.to_redis()
         self.sha = self.r.script_load(CONSUME.source)
 
     def secs(self, full: float) -> float:
@@ -200,7 +201,7 @@ class Bench:
         return {"rps": float(vals[1]), "p50": float(vals[4]), "p99": float(vals[6])}
 
     def evalsha_args(self, org: str) -> list[str]:
-        k = [f"tg:{{{org}}}:cfg", f"tg:{{{org}}}:u", f"tg:{{{org}}}:idem:"]
+        k = [f"tg:{{{org}}}:qc", f"tg:{{{org}}}:u", f"tg:{{{org}}}:idem:"]
         return [
             "EVALSHA",
             self.sha,
@@ -218,8 +219,7 @@ class Bench:
         ]
 
     def seed(self, org: str) -> None:
-        self.r.delete(f"tg:{{{org}}}:cfg")
-        self.r.hset(f"tg:{{{org}}}:cfg", mapping=self.config)
+        self.r.set(f"tg:{{{org}}}:qc", self.config)
 
     def wrk(self, section: str, path: str, body: str | None, conns: int, seconds: float) -> dict[str, float]:
         script = self.tmp / f"wrk-{abs(hash((path, body)))}.lua"
@@ -682,23 +682,26 @@ def t7_keys(b: Bench) -> None:
     args1 = b.evalsha_args(one)
     base1 = b.redis_benchmark(s, *args1, n=n, c=50, P=16)
     mem0 = int(b.r.info("memory")["used_memory"])
-    fields: list[str] = [x for kv in b.config.items() for x in kv]
     seed = """
-local P, pe = ARGV[1], ARGV[2]
+local P, pe, ttl = ARGV[1], ARGV[2], ARGV[5]
 for i = tonumber(ARGV[3]), tonumber(ARGV[4]) do
   local id = string.format('%012d', i)
-  redis.call('HSET', 'tg:{' .. id .. '}:cfg', unpack(ARGV, 5))
+  redis.call('SET', 'tg:{' .. id .. '}:qc', ARGV[6], 'EX', ttl)
   redis.call('HSET', 'tg:{' .. id .. '}:u', 'p', P, P .. ':e', pe, P .. ':u:error', 1)
+  redis.call('EXPIRE', 'tg:{' .. id .. '}:u', ttl)
 end
 return 1
 """
+    ttl = b.quota.period_end + GRACE - b.now
     t0 = time.perf_counter()
     step = 20_000
     for a in range(0, n_orgs, step):
-        b.r.eval(seed, 0, b.config["ps"], b.config["pe"], a, min(a + step, n_orgs) - 1, *fields)
+        b.r.eval(
+            seed, 0, b.quota.period_start, b.quota.period_end, a, min(a + step, n_orgs) - 1, ttl, b.config
+        )
     seeded = time.perf_counter() - t0
     mem1 = int(b.r.info("memory")["used_memory"])
-    cfg_b = b.r.memory_usage(f"tg:{{{pad(7)}}}:cfg") or 0
+    cfg_b = b.r.memory_usage(f"tg:{{{pad(7)}}}:qc") or 0
     u_b = b.r.memory_usage(f"tg:{{{pad(7)}}}:u") or 0
     args = b.evalsha_args("__rand_int__")
     many = b.redis_benchmark(s, *args, n=n, c=50, P=16, r=n_orgs)
@@ -714,7 +717,7 @@ return 1
     )
     b.row(
         s,
-        "memory per org (config hash + counters hash)",
+        "memory per org (config string + counters hash, both with their TTL)",
         f"{per_org:.0f} B (used_memory delta / orgs)",
         "200 B",
         f"cfg {cfg_b} B + counters {u_b} B (MEMORY USAGE)",

@@ -1,7 +1,7 @@
 """The Redis side of entitlements: the seat script, the feature read of the materialized config,
 and pinning that config to expire when a trial ends.
 
-Nothing here touches the database: features are read from ``tg:{org}:cfg`` (the QuotaConfig hash
+Nothing here touches the database: features are read from ``tg:{org}:qc`` (the QuotaConfig
 the meter reads and the control plane re-publishes after every change), seats live in the set
 ``tg:{org}:seats`` next to it (same hash tag, same Cluster slot).
 """
@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from redis.exceptions import NoScriptError
 
+from app.metering.config import read_config
 from app.metering.keys import PREFIX, config_key
 from app.metering.meter import Meter
 
@@ -88,20 +89,17 @@ class SeatStore:
         )
 
 
-_FIELDS = ("f", "st", "plan", "pv", "pe")
-
-
 class ConfigReader:
     """Reads the feature fields of orgs' configs; the reads of one event-loop turn go out as one
     pipeline (one round trip for all concurrent checks), as the meter does for its scripts."""
 
     def __init__(self, redis: Any) -> None:
         self.redis = redis
-        self._pending: list[tuple[str, asyncio.Future[list[bytes | None]]]] = []
+        self._pending: list[tuple[str, asyncio.Future[bytes | None]]] = []
 
-    def read(self, org: str) -> asyncio.Future[list[bytes | None]]:
+    def read(self, org: str) -> asyncio.Future[bytes | None]:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[bytes | None]] = loop.create_future()
+        fut: asyncio.Future[bytes | None] = loop.create_future()
         self._pending.append((org, fut))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
@@ -113,14 +111,14 @@ class ConfigReader:
         _IN_FLIGHT.add(task)
         task.add_done_callback(_IN_FLIGHT.discard)
 
-    async def _send(self, batch: list[tuple[str, asyncio.Future[list[bytes | None]]]]) -> None:
+    async def _send(self, batch: list[tuple[str, asyncio.Future[bytes | None]]]) -> None:
         try:
             if len(batch) == 1:
-                results = [await self.redis.hmget(config_key(batch[0][0]), *_FIELDS)]
+                results = [await self.redis.get(config_key(batch[0][0]))]
             else:
                 pipe = self.redis.pipeline(transaction=False)
                 for org, _ in batch:
-                    pipe.hmget(config_key(org), *_FIELDS)
+                    pipe.get(config_key(org))
                 results = await pipe.execute()
         except BaseException as exc:  # every waiter gets the error (RedisError -> 503)
             for _, fut in batch:
@@ -138,14 +136,13 @@ _IN_FLIGHT: set[asyncio.Task[None]] = set()
 
 
 async def read_features(meter: Meter, reader: ConfigReader, org: str) -> tuple[str, str, str, int]:
-    """``(features, status, plan, plan_version)`` from the org's materialized config: one ``HMGET``
+    """``(features, status, plan, plan_version)`` from the org's materialized config: one ``GET``
     (pipelined with concurrent ones); on a miss (or a config past its period) the meter loads it
     from the database, as it does for a consume. ``features`` is the comma-joined enabled set."""
-    f, st, plan, pv, pe = await reader.read(org)
-    if plan is None or pe is None or int(pe) <= meter.clock.time():
-        cfg, _ = await meter.counters(org)
-        return cfg.get("f", ""), cfg.get("st", "active"), cfg.get("plan", ""), int(cfg.get("pv", 0))
-    return (f or b"").decode(), (st or b"active").decode(), plan.decode(), int(pv or 0)
+    cfg = read_config(await reader.read(org))
+    if cfg is None or cfg["pe"] <= meter.clock.time():
+        cfg = await meter.config(org)
+    return cfg["f"], cfg["st"], cfg["plan"], int(cfg["pv"])
 
 
 async def pin_config_expiry(redis: Any, org: str, at: datetime) -> None:

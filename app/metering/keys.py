@@ -7,8 +7,11 @@ PREFIX = "tg"
 
 
 def config_key(org: str) -> str:
-    """Hash: the org's materialized quota configuration (see ``QuotaConfig.to_redis``)."""
-    return f"{PREFIX}:{{{org}}}:cfg"
+    """String: the org's materialized quota configuration, MessagePack (``QuotaConfig.to_redis``).
+
+    (Until 2026-11 this was the hash ``tg:{org}:cfg``; such keys are no longer read and expire.)
+    """
+    return f"{PREFIX}:{{{org}}}:qc"
 
 
 def usage_key(org: str) -> str:

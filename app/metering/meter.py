@@ -24,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.clock import Clock
 from app.metering import keys
-from app.metering.config import QuotaConfig
+from app.metering.config import QuotaConfig, read_config
 from app.metering.errors import (
     IdempotencyKeyReused,
     MeterUnavailable,
@@ -36,7 +36,7 @@ from app.metering.results import Decision, Exhausted, Item, ItemDecision, Refund
 from app.settings import MeterSettings
 
 log = structlog.get_logger(__name__)
-_decode = msgspec.json.Decoder().decode
+_decode = msgspec.msgpack.Decoder().decode
 _SOURCES = {"a": "allowance", "o": "on_demand", "": None}
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, OSError)
 """Errors that mean Redis is unreachable (the fail policy applies), not that a call was wrong."""
@@ -168,9 +168,8 @@ class Meter:
         :meth:`flush_refusals` (so usage reads see them within the flush interval)."""
         self.redis_calls = 0
         self._loading: dict[str, asyncio.Future[None]] = {}
-        # redis-py's async cluster client fails concurrent MULTI pipelines; there a config swap is
-        # a plain pipeline (one slot, one connection, in order): a consume that lands between its
-        # DEL and HSET sees a miss and reloads, which is harmless
+        # redis-py's async cluster client fails concurrent MULTI pipelines; there the seed of
+        # restored counters is a plain pipeline (HSETNX never overwrites, so order is all it needs)
         self._atomic_pipelines = not isinstance(redis, RedisCluster)
 
     # ----------------------------------------------------------------- configuration
@@ -184,11 +183,7 @@ class Meter:
             for name, value in seed.items():
                 pipe.hsetnx(keys.usage_key(org), name, value)
             await pipe.execute()
-        pipe = self.redis.pipeline(transaction=self._atomic_pipelines)
-        pipe.delete(keys.config_key(org))
-        pipe.hset(keys.config_key(org), mapping=config.to_redis())
-        pipe.expire(keys.config_key(org), ttl)
-        await pipe.execute()
+        await self.redis.set(keys.config_key(org), config.to_redis(), ex=ttl)  # replaced atomically
         self.forget(org)
 
     async def invalidate(self, organization_id: str) -> None:
@@ -299,16 +294,17 @@ class Meter:
 
     async def _call(
         self, script: Script, organization_id: str, k: list[str], args: list[Any]
-    ) -> dict[str, Any]:
+    ) -> tuple[list[Any], bool]:
+        """The script's answer (a MessagePack array, status first) and whether it was replayed
+        for a known idempotency key."""
         for _attempt in range(3):
             self.redis_calls += 1
             raw = await self._batcher.call(script, k, [self.clock.time(), *args])
-            replayed = raw[:1] == b"R"
-            result: dict[str, Any] = _decode(raw[1:] if replayed else raw)
-            result["replayed"] = replayed
-            status = result.get("s")
-            if status not in ("miss", "stale"):
-                return result
+            if raw[:1] == b"R":
+                return _decode(raw[1:]), True
+            result: list[Any] = _decode(raw)
+            if result[0] not in ("miss", "stale"):
+                return result, False
             await self._load(organization_id)
         raise MeterUnavailable("The organization's quota configuration could not be loaded.")
 
@@ -326,11 +322,12 @@ class Meter:
             args += [it.category, it.quantity, it.project]
         return args
 
-    def _decision(self, org: str, items: Sequence[Item], raw: dict[str, Any]) -> Decision:
-        if len(raw["r"]) != len(items):
+    def _decision(self, org: str, items: Sequence[Item], answer: tuple[list[Any], bool]) -> Decision:
+        (_, _version, period_start, period_end, results, exhausted), replayed = answer
+        if len(results) != len(items):
             raise IdempotencyKeyReused
         decisions = []
-        for it, r in zip(items, raw["r"], strict=True):
+        for it, r in zip(items, results, strict=True):
             accepted, granted, src, remaining, limit, reason, retry = r
             decisions.append(
                 ItemDecision(
@@ -345,16 +342,13 @@ class Meter:
                     retry_after=float(retry),
                 )
             )
-        exhausted = raw.get("x") or []
         return Decision(
             organization_id=org,
             items=decisions,
-            period_start=int(raw["ps"]),
-            period_end=int(raw["pe"]),
-            exhausted=[Exhausted(c, reason, float(retry)) for c, reason, retry in exhausted]
-            if isinstance(exhausted, list)
-            else [],
-            replayed=raw["replayed"],
+            period_start=int(period_start),
+            period_end=int(period_end),
+            exhausted=[Exhausted(c, reason, float(retry)) for c, reason, retry in exhausted or ()],
+            replayed=replayed,
         )
 
     def _degraded(self, org: str, items: Sequence[Item], exc: BaseException) -> Decision:
@@ -474,24 +468,32 @@ class Meter:
     async def _refund(self, org: str, args: list[Any], idem: str | None) -> Refund:
         k = [keys.config_key(org), keys.usage_key(org), keys.idempotency_key(org, idem or "")]
         try:
-            result = await self._call(REFUND, org, k, args)
+            result, _ = await self._call(REFUND, org, k, args)
         except UNREACHABLE as exc:
             raise MeterUnavailable from exc
-        if result["s"] == "unknown_period":
+        if result[0] == "unknown_period":
             raise PeriodExpired
-        if result["s"] == "unknown_lease":
+        if result[0] == "unknown_lease":
             raise UnknownLease
         self.touched.add(org)
         self.forget(org)
-        return Refund(org, int(result["ps"]), {c: int(n) for c, n in result["r"]})
+        return Refund(org, int(result[1]), {c: int(n) for c, n in result[2]})
 
     # ----------------------------------------------------------------- reads
-    async def counters(self, organization_id: str) -> tuple[dict[str, str], dict[str, str]]:
-        """The materialized config and raw counters of an org (loads the config on a miss)."""
-        cfg = await self._hgetall(keys.config_key(organization_id))
-        if not cfg or int(cfg.get("pe", "0")) <= self.clock.time():
+    async def config(self, organization_id: str) -> dict[str, Any]:
+        """The org's materialized config (``QuotaConfig.to_redis``), loaded on a miss or when its
+        period is over."""
+        cfg = read_config(await self.redis.get(keys.config_key(organization_id)))
+        if cfg is None or cfg["pe"] <= self.clock.time():
             await self._load(organization_id)
-            cfg = await self._hgetall(keys.config_key(organization_id))
+            cfg = read_config(await self.redis.get(keys.config_key(organization_id)))
+        if cfg is None:
+            raise MeterUnavailable("The organization's quota configuration could not be loaded.")
+        return cfg
+
+    async def counters(self, organization_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The materialized config and raw counters of an org (loads the config on a miss)."""
+        cfg = await self.config(organization_id)
         return cfg, await self._hgetall(keys.usage_key(organization_id))
 
     async def _hgetall(self, key: str) -> dict[str, str]:

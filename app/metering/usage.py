@@ -12,13 +12,14 @@ async def read_usage(meter: Meter, organization_id: str) -> UsageResponse:
     await meter.flush_refusals()
     cfg, fields = await meter.counters(organization_id)
     period = int(cfg["ps"])
+    prices = cfg["odp"]
     counters = parse_counters(fields)
     categories = []
     spent = 0.0
-    for cat in cfg["cats"].split(","):
+    for cat in cfg["c"]:
         c = counters.get((cat, period), {"used": 0, "on_demand_used": 0, "refunded": 0, "refused": {}})
-        limit = int(cfg[f"l:{cat}"])
-        price = float(cfg.get(f"odp:{cat}", 0) or 0)
+        limit = int(cfg["l"][cat])
+        price = float(prices.get(cat, 0))
         od_cents = c["on_demand_used"] * price
         spent += od_cents
         allowance_used = c["used"] - c["on_demand_used"]
@@ -39,7 +40,7 @@ async def read_usage(meter: Meter, organization_id: str) -> UsageResponse:
         organization_id=organization_id,
         period_start=period,
         period_end=int(cfg["pe"]),
-        on_demand_budget_cents=int(cfg.get("odb", 0)),
+        on_demand_budget_cents=int(cfg["odb"]),
         on_demand_spent_cents=round(spent, 4),
         categories=categories,
     )

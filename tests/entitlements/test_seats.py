@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from app.entitlements.store import SeatStore, seats_key
 from app.infra.embedded_redis import EmbeddedRedis
+from app.metering.config import QuotaConfig
 from app.metering.keys import config_key
 from tests.conftest import new_org
 
@@ -138,12 +139,17 @@ async def test_a_lost_seat_set_is_rebuilt_from_the_database(client: Client, redi
     assert again["changed"] is False and again["used"] == 2
 
 
+def seat_config(org: str, members: int) -> bytes:
+    """A materialized config with this member limit, as the control plane publishes it."""
+    return QuotaConfig(org, 1, False, 0, 2_000_000_000, {"error": 10}, members=members).to_redis()
+
+
 async def test_the_seat_script_against_redis(redis: Redis) -> None:
     """The Lua contract directly: miss, unloaded, load (with the sentinel), full, replay."""
     org = str(uuid.uuid4())
     store = SeatStore(redis, 60)
     assert (await store.call(org, "join", ("a",))).status == "miss"
-    await redis.hset(config_key(org), mapping={"mem": "2"})
+    await redis.set(config_key(org), seat_config(org, 2))
     assert (await store.call(org, "join", ("a",))).status == "unloaded"
     await store.call(org, "load", ())
     assert (await store.call(org, "count")).used == 0  # loaded and empty: only the sentinel
@@ -156,6 +162,6 @@ async def test_the_seat_script_against_redis(redis: Redis) -> None:
     full = await store.call(org, "join", ("c",), "k2")
     assert (full.status, full.used, full.limit) == ("full", 2, 2)
     assert (await store.call(org, "join", ("c",), "k2")).status == "full"  # replayed refusal
-    await redis.hset(config_key(org), "mem", "-1")  # unlimited
+    await redis.set(config_key(org), seat_config(org, -1))  # unlimited
     assert (await store.call(org, "join", ("c",))).limit is None
     await redis.delete(config_key(org), seats_key(org))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -40,8 +40,13 @@ def config(org: str, **kw: Any) -> QuotaConfig:
 
 
 async def setup(r: aioredis.Redis, cfg: QuotaConfig) -> str:
-    await r.hset(keys.config_key(cfg.organization_id), mapping=cfg.to_redis())
+    await r.set(keys.config_key(cfg.organization_id), cfg.to_redis())
     return cfg.organization_id
+
+
+def named(answer: list[Any], *names: str) -> dict[str, Any]:
+    """A script's MessagePack array answer, status first, as a dict (readable asserts)."""
+    return {"s": answer[0], **dict(zip(names, answer[1:], strict=False))}
 
 
 async def consume(
@@ -60,7 +65,8 @@ async def consume(
         CONSUME.source, 3, keys.config_key(org), keys.usage_key(org), keys.idempotency_key(org, idem), *args
     )
     replayed = raw.startswith(b"R")
-    out: dict[str, Any] = json.loads(raw[1:] if replayed else raw)
+    answer = msgspec.msgpack.decode(raw[1:] if replayed else raw)
+    out = named(answer, "v", "ps", "pe", "r", "x") if answer[0] == "ok" else named(answer, "pe")
     out["replayed"] = replayed
     return out
 
@@ -74,7 +80,7 @@ async def refund(
     raw = await r.eval(
         REFUND.source, 3, keys.config_key(org), keys.usage_key(org), keys.idempotency_key(org, idem), *args
     )
-    return json.loads(raw[1:] if raw.startswith(b"R") else raw)  # type: ignore[no-any-return]
+    return named(msgspec.msgpack.decode(raw[1:] if raw.startswith(b"R") else raw), "ps", "r")
 
 
 def org_id() -> str:

@@ -5,8 +5,12 @@ Every layer (suspension, project cap, spike-protection bucket, monthly allowance
 is checked and updated here, in one call, on one Redis Cluster slot (all keys share the org's hash
 tag). PostgreSQL is never consulted: the org's QuotaConfig was materialized into KEYS[1].
 
-KEYS[1]  tg:{org}:cfg        hash, QuotaConfig.to_redis(): v st ps pe cats odb sp l:<c> odp:<c>
-                             sr:<c> sc:<c> pc:<project>:<c>
+KEYS[1]  tg:{org}:qc         string: QuotaConfig.to_redis(), one MessagePack map (read with one GET):
+                               v version, st "active"|"suspended", ps/pe period start/end (unix s),
+                               c [category...], l {c: limit, -1 = unlimited}, odp {c: cents/unit},
+                               odb on-demand budget (cents), sr/sc {c: spike rate/s, capacity},
+                               sp spike paused until, pc {"<project>:<c>": cap}, and the
+                               entitlement fields plan pv f mem ret (not read here)
 KEYS[2]  tg:{org}:u          hash of counters; fields prefixed by the period start P:
                                P:u:<c>  units accepted (allowance + on-demand, net of refunds)
                                P:o:<c>  of which on-demand
@@ -25,10 +29,11 @@ ARGV[5]  "1" = allow partial grants; "" = each item all-or-nothing
 ARGV[6]  lease id ("" = none): record each granted item as a lease that can be returned
 ARGV[7..] triples: category, quantity (integer >= 0; 0 = pure check), project ("" = none)
 
-Returns a JSON string (prefixed with "R" when replayed from KEYS[3]):
-  {"s":"miss"}             no config: load it, then call again
-  {"s":"stale","pe":T}     now >= period end: refresh the config, then call again
-  {"s":"ok","v":V,"ps":P,"pe":T,"r":[item...],"x":[exhausted...]}
+Returns a MessagePack array (cheaper for Redis to build than JSON or a nested RESP reply):
+  ["miss"]                 no config: load it, then call again
+  ["stale", T]             now >= period end T: refresh the config, then call again
+  ["ok", V, P, T, [item...], [exhausted...]]           config version V, period [P, T)
+  "R" .. <the "ok" answer as first stored>             replayed for a known idempotency key
     item      = [accepted 1|0, granted, source "a"|"o"|"", remaining (-1 = unlimited),
                  limit (-1 = unlimited), reason or "", retry_after seconds (uncapped)]
     exhausted = [category, reason, retry_after]: categories that would refuse a further unit.
@@ -37,9 +42,12 @@ Returns a JSON string (prefixed with "R" when replayed from KEYS[3]):
 An item is wholly accepted or not counted at all (a refusal is counted only as a refusal); with
 partial grants, as much as fits. Items apply in order: later items see earlier consumption.
 
+Cost: one GET, one HMGET (the period marker, then used and on-demand of every category, then the
+spike buckets of the categories asked for), one HINCRBY per granted item (plus HSET of a bucket).
+
 Example: limit 10 errors, 9 used, no on-demand.
-  items (error, 2) -> r = [[0,0,"",1,10,"usage_exceeded",pe-now]]       nothing counted
-  items (error, 1) -> r = [[1,1,"a",0,10,"",0]], x = [["error","usage_exceeded",pe-now]]
+  items (error, 2) -> ["ok",V,P,T,[[0,0,"",1,10,"usage_exceeded",T-now]],[]]       nothing counted
+  items (error, 1) -> ["ok",V,P,T,[[1,1,"a",0,10,"",0]],[["error","usage_exceeded",T-now]]]
 --]==]
 
 local now = tonumber(ARGV[1])
@@ -55,61 +63,71 @@ if use_idem then
   if prev then return "R" .. prev end
 end
 
-local flat = redis.call("HGETALL", KEYS[1])
-if #flat == 0 then return '{"s":"miss"}' end
-local cfg = {}
-for i = 1, #flat, 2 do cfg[flat[i]] = flat[i + 1] end
+local packed = redis.call("GET", KEYS[1])
+if not packed then return cmsgpack.pack({"miss"}) end
+local cfg = cmsgpack.unpack(packed)
+local pe = cfg.pe
+if now >= pe then return cmsgpack.pack({"stale", pe}) end
+local P = tostring(cfg.ps)
+local cats, limits, prices, rates = cfg.c, cfg.l, cfg.odp, cfg.sr
 
-local P = cfg["ps"]
-local pe = tonumber(cfg["pe"])
-if now >= pe then return cjson.encode({s = "stale", pe = pe}) end
-
+-- one read: the period marker, used/on-demand of every category, buckets of the asked categories
+local n = (#ARGV - 6) / 3
+local fields = {"p"}
+for i, c in ipairs(cats) do
+  fields[2 * i] = P .. ":u:" .. c
+  fields[2 * i + 1] = P .. ":o:" .. c
+end
+local spike_on = now >= cfg.sp
+local bidx = {}
+if spike_on then
+  for k = 0, n - 1 do
+    local c = ARGV[7 + 3 * k]
+    if rates[c] and not bidx[c] then
+      bidx[c] = #fields + 1
+      fields[#fields + 1] = "b:" .. c
+      fields[#fields + 1] = "bt:" .. c
+    end
+  end
+end
 local U = KEYS[2]
-local current = redis.call("HGET", U, "p")
-if current ~= P then
+local vals = redis.call("HMGET", U, unpack(fields))
+
+if vals[1] ~= P then
   -- First call of a new period: counters start from zero. Keep the previous period's fields
   -- (late refunds, last flush) and drop anything older.
   local keep = {[P] = true}
-  if current then keep[current] = true end
+  if vals[1] then keep[vals[1]] = true end
   local names = redis.call("HKEYS", U)
   for _, f in ipairs(names) do
     local prefix = string.match(f, "^(%d+):")
     if prefix and not keep[prefix] then redis.call("HDEL", U, f) end
   end
-  redis.call("HSET", U, "p", P, P .. ":e", cfg["pe"])
+  redis.call("HSET", U, "p", P, P .. ":e", pe)
   -- relative to the caller's clock (ARGV[1]), not Redis' own, so both agree on "period end"
   redis.call("EXPIRE", U, math.max(1, math.ceil(pe + grace - now)))
 end
 
-local cats = {}
-for c in string.gmatch(cfg["cats"], "[^,]+") do cats[#cats + 1] = c end
-local fields = {}
-for _, c in ipairs(cats) do
-  fields[#fields + 1] = P .. ":u:" .. c
-  fields[#fields + 1] = P .. ":o:" .. c
-  fields[#fields + 1] = "b:" .. c
-  fields[#fields + 1] = "bt:" .. c
-end
-local vals = redis.call("HMGET", U, unpack(fields))
-local used, od, tok, tokt = {}, {}, {}, {}
+local used, od = {}, {}
 for i, c in ipairs(cats) do
-  local j = (i - 1) * 4
-  used[c] = tonumber(vals[j + 1]) or 0
-  od[c] = tonumber(vals[j + 2]) or 0
-  tok[c] = tonumber(vals[j + 3])
-  tokt[c] = tonumber(vals[j + 4]) or now
+  used[c] = tonumber(vals[2 * i]) or 0
+  od[c] = tonumber(vals[2 * i + 1]) or 0
+end
+local tok, tokt = {}, {}
+for c, j in pairs(bidx) do
+  tok[c] = tonumber(vals[j])
+  tokt[c] = tonumber(vals[j + 1]) or now
 end
 
 local INF = math.huge
-local budget = tonumber(cfg["odb"]) or 0
+local budget = cfg.odb
 local spent = 0
-for _, c in ipairs(cats) do spent = spent + od[c] * (tonumber(cfg["odp:" .. c]) or 0) end
-local spike_on = now >= (tonumber(cfg["sp"]) or 0)
-local suspended = cfg["st"] == "suspended"
+for _, c in ipairs(cats) do spent = spent + od[c] * (prices[c] or 0) end
+local suspended = cfg.st == "suspended"
 local until_end = pe - now
 
 local function on_demand_left(c)
-  local price = tonumber(cfg["odp:" .. c])
+  local price = prices[c]
   if budget <= 0 or price == nil then return 0 end
   if price <= 0 then return INF end
   return math.max(0, math.floor((budget - spent) / price + 1e-9))
@@ -121,23 +139,22 @@ local function allowance_left(c, limit)
 end
 
 local function bucket(c)
-  local rate = tonumber(cfg["sr:" .. c])
+  local rate = rates[c]
   if rate == nil or not spike_on then return nil, nil, nil end
-  local cap = tonumber(cfg["sc:" .. c])
+  local cap = cfg.sc[c]
   local t = tok[c]
   if t == nil then t = cap else t = math.min(cap, t + math.max(0, now - tokt[c]) * rate) end
   return t, rate, cap
 end
 
-local function finite(n) if n == INF then return -1 end return n end
+local function finite(x) if x == INF then return -1 end return x end
 
 local results = {}
-local n = (#ARGV - 6) / 3
 for k = 0, n - 1 do
   local c = ARGV[7 + 3 * k]
   local q = tonumber(ARGV[8 + 3 * k])
   local proj = ARGV[9 + 3 * k]
-  local limit = tonumber(cfg["l:" .. c])
+  local limit = limits[c]
   assert(q and q >= 0 and q == math.floor(q), "quantity must be a whole number >= 0")
   if limit == nil then
     results[#results + 1] = {0, 0, "", 0, 0, "unknown_category", 0}
@@ -150,7 +167,7 @@ for k = 0, n - 1 do
     local odl = on_demand_left(c)
     local capl, pfield = INF, nil
     if proj ~= "" then
-      local cap = tonumber(cfg["pc:" .. proj .. ":" .. c])
+      local cap = cfg.pc[proj .. ":" .. c]
       if cap then
         pfield = P .. ":p:" .. proj .. ":" .. c
         capl = math.max(0, cap - (tonumber(redis.call("HGET", U, pfield)) or 0))
@@ -171,7 +188,7 @@ for k = 0, n - 1 do
         redis.call("HINCRBY", U, P .. ":u:" .. c, g)
         if from_od > 0 then
           od[c] = od[c] + from_od
-          spent = spent + from_od * (tonumber(cfg["odp:" .. c]) or 0)
+          spent = spent + from_od * (prices[c] or 0)
           redis.call("HINCRBY", U, P .. ":o:" .. c, from_od)
         end
         if pfield then redis.call("HINCRBY", U, pfield, g) end
@@ -193,7 +210,7 @@ for k = 0, n - 1 do
         reason, retry = "project_cap", until_end
       elseif allow + odl < need then
         retry = until_end
-        if budget > 0 and cfg["odp:" .. c] then reason = "on_demand_exhausted"
+        if budget > 0 and prices[c] then reason = "on_demand_exhausted"
         else reason = "usage_exceeded" end
       else
         reason = "spike_protection"
@@ -207,17 +224,20 @@ end
 
 local exhausted = {}
 for _, c in ipairs(cats) do
-  local limit = tonumber(cfg["l:" .. c])
+  local limit = limits[c]
   if suspended then
     exhausted[#exhausted + 1] = {c, "suspended", until_end}
   elseif limit >= 0 and allowance_left(c, limit) + on_demand_left(c) < 1 then
     local reason = "usage_exceeded"
-    if budget > 0 and cfg["odp:" .. c] then reason = "on_demand_exhausted" end
+    if budget > 0 and prices[c] then reason = "on_demand_exhausted" end
     exhausted[#exhausted + 1] = {c, reason, until_end}
   end
 end
 
-local out = cjson.encode({s = "ok", v = tonumber(cfg["v"]), ps = tonumber(P), pe = pe,
-                          r = results, x = exhausted})
-if use_idem then redis.call("SET", KEYS[3], out, "EX", tonumber(ARGV[4])) end
-return out
+local out = {"ok", cfg.v, cfg.ps, pe, results, exhausted}
+if use_idem then
+  local stored = cmsgpack.pack(out)
+  redis.call("SET", KEYS[3], stored, "EX", tonumber(ARGV[4]))
+  return stored
+end
+return cmsgpack.pack(out)

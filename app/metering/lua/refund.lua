@@ -5,7 +5,7 @@ A refund lands in the period it names (the consume's period), not in the current
 right even after a rollover; refunds come off on-demand first (the customer's money), then the
 allowance, and never below zero.
 
-KEYS[1]  tg:{org}:cfg   (only to learn the current period when ARGV[4] is "")
+KEYS[1]  tg:{org}:qc    (only to learn the current period when ARGV[5] is ""; see consume.lua)
 KEYS[2]  tg:{org}:u     counters (see consume.lua)
 KEYS[3]  tg:{org}:idem:<key>  used only if ARGV[2] == "1"
 ARGV[1]  now (unix seconds)
@@ -17,12 +17,12 @@ ARGV[6]  lease id: return the lease's unused units (then ARGV[7..] is one triple
          the unused amount; its category and project are taken from the lease), or ""
 ARGV[7..] triples: category, quantity (integer >= 0), project ("" = none)
 
-Returns a JSON string (prefixed with "R" when replayed from KEYS[3]):
-  {"s":"ok","ps":P,"r":[[category, refunded], ...]}
-  {"s":"unknown_period"}   P is neither the current nor the previous period, or it ended more
+Returns a MessagePack array (prefixed with "R" when replayed from KEYS[3]):
+  ["ok", P, [[category, refunded], ...]]
+  ["unknown_period"]       P is neither the current nor the previous period, or it ended more
                            than the grace ago (its counters are final)
-  {"s":"unknown_lease"}    no such lease, or it was returned already
-  {"s":"miss"}             no config and no period given
+  ["unknown_lease"]        no such lease, or it was returned already
+  ["miss"]                 no config and no period given
 --]==]
 
 local now = tonumber(ARGV[1])
@@ -44,7 +44,7 @@ end
 
 if lease ~= "" then
   local rec = redis.call("HGET", U, "L:" .. lease)
-  if not rec then return '{"s":"unknown_lease"}' end
+  if not rec then return cmsgpack.pack({"unknown_lease"}) end
   local lp, lc, lg, lproj = string.match(rec, "^([^|]*)|([^|]*)|([^|]*)|(.*)$")
   P = lp
   items = {{lc, math.min(items[1][2], tonumber(lg)), lproj}}
@@ -52,12 +52,13 @@ if lease ~= "" then
 end
 
 if P == "" then
-  P = redis.call("HGET", KEYS[1], "ps")
-  if not P then return '{"s":"miss"}' end
+  local packed = redis.call("GET", KEYS[1])
+  if not packed then return cmsgpack.pack({"miss"}) end
+  P = tostring(cmsgpack.unpack(packed).ps)
 end
 local ends = tonumber(redis.call("HGET", U, P .. ":e"))
 if (redis.call("HGET", U, "p") ~= P and not ends) or (ends and now > ends + grace) then
-  return '{"s":"unknown_period"}'
+  return cmsgpack.pack({"unknown_period"})
 end
 
 local out = {}
@@ -79,6 +80,6 @@ for _, it in ipairs(items) do
   end
   out[#out + 1] = {c, r}
 end
-local res = cjson.encode({s = "ok", ps = tonumber(P), r = out})
+local res = cmsgpack.pack({"ok", tonumber(P), out})
 if use_idem then redis.call("SET", KEYS[3], res, "EX", tonumber(ARGV[4])) end
 return res
