@@ -118,11 +118,7 @@ class _Batcher:
                 fut.set_result(result)
 
     async def _one(self, script: Script, k: list[str], a: list[Any]) -> Any:
-        if not self.cluster:
-            try:
-                return await self.redis.evalsha(script.sha, len(k), *k, *a)
-            except (NoScriptError, ResponseError) as exc:
-                return exc
+        """One script call through the cluster client (it routes by the keys' slot)."""
         async with self.slots:  # see __init__
             for attempt in range(3):
                 try:
@@ -136,17 +132,58 @@ class _Batcher:
             return RedisConnectionError("cluster connection kept failing")
 
     async def _execute(self, batch: Sequence[tuple[Script, list[str], list[Any], Any]]) -> list[Any]:
-        if len(batch) == 1:
-            script, k, a, _ = batch[0]
-            return [await self._one(script, k, a)]
         if self.cluster:
             # redis-py refuses scripts in cluster pipelines: send them concurrently instead (each
             # org's keys live on one node; the client keeps one connection pool per node)
             return list(await asyncio.gather(*(self._one(s, k, a) for s, k, a, _ in batch)))
-        pipe = self.redis.pipeline(transaction=False)
-        for script, k, a, _ in batch:
-            pipe.evalsha(script.sha, len(k), *k, *a)
-        return list(await pipe.execute(raise_on_error=False))
+        return await self._pipeline(batch)
+
+    async def _pipeline(self, batch: Sequence[tuple[Script, list[str], list[Any], Any]]) -> list[Any]:
+        """One write of every EVALSHA, then their replies in order (error replies as values).
+
+        redis-py's pool, connection and (hiredis) reply parser are used as they are; only the
+        packing is ours: redis-py's general ``pack_command`` cost more CPU than the rest of a
+        consume's meter work (benchmarks/consume_profile.py), and an EVALSHA of strings and numbers
+        is simple to pack. The socket is dropped on any failure so it never desyncs.
+        """
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(b"".join([_pack_evalsha(*c[:3]) for c in batch]), False)
+            out: list[Any] = []
+            for _ in batch:
+                try:
+                    out.append(await conn.read_response())
+                except ResponseError as exc:  # this script's error reply; the socket is in sync
+                    out.append(exc)
+            return out
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
+
+
+def _arg(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("booleans are not Redis arguments")
+    if isinstance(value, int | float):
+        return repr(value).encode()  # as redis-py encodes numbers
+    raise TypeError(f"cannot send {type(value).__name__} to Redis")
+
+
+def _pack_evalsha(script: Script, k: list[str], args: list[Any]) -> bytes:
+    """``EVALSHA sha numkeys keys... args...`` in RESP (an array of bulk strings)."""
+    parts = [_arg(v) for v in (*k, *args)]
+    head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % (len(parts) + 3, script.sha.encode())
+    numkeys = str(len(k)).encode()
+    body = [b"$%d\r\n%s\r\n" % (len(numkeys), numkeys)]
+    body += [b"$%d\r\n%s\r\n" % (len(v), v) for v in parts]
+    return head + b"".join(body)
 
 
 class Meter:
