@@ -71,8 +71,13 @@ def make_settings(
     *,
     cluster: bool = False,
     worker_redis_url: str = "",
+    socket_timeout: float = 2.0,
     **meter: Any,
 ) -> Settings:
+    """Settings for an app under test. ``socket_timeout`` is above the product default (0.25 s):
+    on a shared two-core machine the test process itself can stall the event loop long enough to
+    time a Redis read out, which the meter rightly answers as degraded (it never retries a script
+    that may have run) but which is not what these tests are about; tests of timeouts set it."""
     return Settings(
         env="test",
         data_dir=workdir / "data",
@@ -80,7 +85,7 @@ def make_settings(
         log_json=True,
         log_level="WARNING",
         db={"url": db_url, "auto_migrate": True},
-        redis={"url": redis_url, "cluster": cluster},
+        redis={"url": redis_url, "cluster": cluster, "socket_timeout": socket_timeout},
         meter={"flush_interval": 3600, **meter},
         worker={"queue": f"test-{uuid.uuid4().hex[:8]}", "redis_url": worker_redis_url},
     )

@@ -121,7 +121,9 @@ class StallingProxy:
 
 @contextlib.asynccontextmanager
 async def app_on(redis_url: str, workdir: Path, sqlite_url: str, real: str) -> AsyncIterator[AppClient]:
-    settings = make_settings(workdir, sqlite_url, redis_url, worker_redis_url=real, max_in_flight=64)
+    settings = make_settings(
+        workdir, sqlite_url, redis_url, worker_redis_url=real, socket_timeout=0.25, max_in_flight=64
+    )
     app = create_app(settings)
     async with live_server(app) as base, AppClient(app, base_url=base) as client:
         client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"

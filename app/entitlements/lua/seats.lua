@@ -3,11 +3,11 @@ seats.lua -- count an organization's members against its seat limit, atomically.
 
 The member set and the limit are read and changed in one call on one Redis Cluster slot (all keys
 share the org's hash tag), so concurrent joins racing at the limit admit exactly the limit. The
-limit is the "mem" field of the org's materialized config (the one the meter reads), so a
+limit is the members field of the org's materialized config (the one the meter reads), so a
 plan change, an override or a trial applies to seats the moment the config is re-published.
 
-KEYS[1]  tg:{org}:qc               QuotaConfig.to_redis() (a MessagePack map, see consume.lua);
-                                     only "mem" is read here (member limit, -1 = unlimited)
+KEYS[1]  tg:{org}:qc               QuotaConfig.to_redis() (a MessagePack array, see consume.lua);
+                                     only [16] is read here (member limit, -1 = unlimited)
 KEYS[2]  tg:{org}:seats            set of member ids, plus the sentinel member "" meaning "loaded":
                                      an org without members is {""}; a missing key means the set
                                      must be loaded from the database first (op "load")
@@ -72,7 +72,7 @@ end
 
 local packed = redis.call("GET", KEYS[1])
 if not packed then return '{"s":"miss"}' end
-local limit = cmsgpack.unpack(packed).mem
+local limit = cmsgpack.unpack(packed)[16]
 if redis.call("EXISTS", S) == 0 then return '{"s":"unloaded"}' end
 
 local n = redis.call("SCARD", S) - 1

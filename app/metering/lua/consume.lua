@@ -5,12 +5,16 @@ Every layer (suspension, project cap, spike-protection bucket, monthly allowance
 is checked and updated here, in one call, on one Redis Cluster slot (all keys share the org's hash
 tag). PostgreSQL is never consulted: the org's QuotaConfig was materialized into KEYS[1].
 
-KEYS[1]  tg:{org}:qc         string: QuotaConfig.to_redis(), one MessagePack map (read with one GET):
-                               v version, st "active"|"suspended", ps/pe period start/end (unix s),
-                               c [category...], l {c: limit, -1 = unlimited}, odp {c: cents/unit},
-                               odb on-demand budget (cents), sr/sc {c: spike rate/s, capacity},
-                               sp spike paused until, pc {"<project>:<c>": cap}, and the
-                               entitlement fields plan pv f mem ret (not read here)
+KEYS[1]  tg:{org}:qc         string: QuotaConfig.to_redis(), one MessagePack array (one GET):
+                               [1] version  [2] "active"|"suspended"  [3] period start P
+                               [4] period end (unix s)  [5] on-demand budget (cents)
+                               [6] spike protection paused until (unix s)  [7] categories
+                               [8] limits (-1 = unlimited)  [9] on-demand cents/unit (-1 = none)
+                               [10] spike rate/s (0 = no bucket)  [11] spike capacity
+                                 (8-11 aligned with 7)
+                               [12] {"<project>:<category>": cap}
+                               [13..17] plan, plan version, features, members, retention
+                                 (entitlements; not read here)
 KEYS[2]  tg:{org}:u          hash of counters; fields prefixed by the period start P:
                                P:u:<c>  units accepted (allowance + on-demand, net of refunds)
                                P:o:<c>  of which on-demand
@@ -66,10 +70,16 @@ end
 local packed = redis.call("GET", KEYS[1])
 if not packed then return cmsgpack.pack({"miss"}) end
 local cfg = cmsgpack.unpack(packed)
-local pe = cfg.pe
+local pe = cfg[4]
 if now >= pe then return cmsgpack.pack({"stale", pe}) end
-local P = tostring(cfg.ps)
-local cats, limits, prices, rates = cfg.c, cfg.l, cfg.odp, cfg.sr
+local P = tostring(cfg[3])
+local cats = cfg[7]
+local limits, prices, rates, caps = {}, {}, {}, {}
+for i, c in ipairs(cats) do
+  limits[c] = cfg[8][i]
+  if cfg[9][i] >= 0 then prices[c] = cfg[9][i] end
+  if cfg[10][i] > 0 then rates[c], caps[c] = cfg[10][i], cfg[11][i] end
+end
 
 -- one read: the period marker, used/on-demand of every category, buckets of the asked categories
 local n = (#ARGV - 6) / 3
@@ -78,7 +88,7 @@ for i, c in ipairs(cats) do
   fields[2 * i] = P .. ":u:" .. c
   fields[2 * i + 1] = P .. ":o:" .. c
 end
-local spike_on = now >= cfg.sp
+local spike_on = now >= cfg[6]
 local bidx = {}
 if spike_on then
   for k = 0, n - 1 do
@@ -120,10 +130,10 @@ for c, j in pairs(bidx) do
 end
 
 local INF = math.huge
-local budget = cfg.odb
+local budget = cfg[5]
 local spent = 0
 for _, c in ipairs(cats) do spent = spent + od[c] * (prices[c] or 0) end
-local suspended = cfg.st == "suspended"
+local suspended = cfg[2] == "suspended"
 local until_end = pe - now
 
 local function on_demand_left(c)
@@ -141,7 +151,7 @@ end
 local function bucket(c)
   local rate = rates[c]
   if rate == nil or not spike_on then return nil, nil, nil end
-  local cap = cfg.sc[c]
+  local cap = caps[c]
   local t = tok[c]
   if t == nil then t = cap else t = math.min(cap, t + math.max(0, now - tokt[c]) * rate) end
   return t, rate, cap
@@ -167,7 +177,7 @@ for k = 0, n - 1 do
     local odl = on_demand_left(c)
     local capl, pfield = INF, nil
     if proj ~= "" then
-      local cap = cfg.pc[proj .. ":" .. c]
+      local cap = cfg[12][proj .. ":" .. c]
       if cap then
         pfield = P .. ":p:" .. proj .. ":" .. c
         capl = math.max(0, cap - (tonumber(redis.call("HGET", U, pfield)) or 0))
@@ -234,7 +244,7 @@ for _, c in ipairs(cats) do
   end
 end
 
-local out = {"ok", cfg.v, cfg.ps, pe, results, exhausted}
+local out = {"ok", cfg[1], cfg[3], pe, results, exhausted}
 if use_idem then
   local stored = cmsgpack.pack(out)
   redis.call("SET", KEYS[3], stored, "EX", tonumber(ARGV[4]))

@@ -54,7 +54,7 @@ end
 if P == "" then
   local packed = redis.call("GET", KEYS[1])
   if not packed then return cmsgpack.pack({"miss"}) end
-  P = tostring(cmsgpack.unpack(packed).ps)
+  P = tostring(cmsgpack.unpack(packed)[3])
 end
 local ends = tonumber(redis.call("HGET", U, P .. ":e"))
 if (redis.call("HGET", U, "p") ~= P and not ends) or (ends and now > ends + grace) then
