@@ -37,6 +37,7 @@ from app.marketplace.controllers import (
     MarketplaceAdminController,
 )
 from app.metering.controllers import QuotaController, UsageController
+from app.metering.fastpath import install as install_fast_path
 from app.metering.meter import Meter
 from app.metering.services import QuotaService
 from app.metering.store import DatabaseConfigSource, UsageFlusher
@@ -257,7 +258,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 await asyncio.to_thread(embedded.stop)
             log.info("tollgate.stopped")
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             HealthController,
             PlanController,
@@ -304,3 +305,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         ),
         debug=False,
     )
+    install_fast_path(app)  # the ingest hot path answers ahead of the router
+    return app

@@ -1,4 +1,4 @@
-"""``/v1/quotas/consume[/batch]`` answer well-formed bodies on a fast path (controllers.py) and hand
+"""``/v1/quotas/consume[/batch]`` answer well-formed bodies on a fast path (fastpath.py) and hand
 anything else to the Litestar handler: both must give the same answers, headers and errors."""
 
 from __future__ import annotations
