@@ -9,5 +9,6 @@ if ((${#need[@]})); then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq "${need[@]}"
 fi
+mkdir -p "$(dirname "$0")/.bin" && gcc -O2 -Wall -Wextra -o "$(dirname "$0")/.bin/openloop" "$(dirname "$0")/openloop.c"
 redis-benchmark --version
 wrk --version 2>&1 | head -1 || true
