@@ -55,6 +55,10 @@ class Script:
     source: str
     sha: str
 
+    @property
+    def sha_b(self) -> bytes:
+        return self.sha.encode()
+
     @classmethod
     def load(cls, name: str) -> Script:
         import hashlib
@@ -164,26 +168,24 @@ class _Batcher:
             await pool.release(conn)
 
 
-def _arg(value: Any) -> bytes:
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, bool):
-        raise TypeError("booleans are not Redis arguments")
-    if isinstance(value, int | float):
-        return repr(value).encode()  # as redis-py encodes numbers
-    raise TypeError(f"cannot send {type(value).__name__} to Redis")
-
-
 def _pack_evalsha(script: Script, k: list[str], args: list[Any]) -> bytes:
-    """``EVALSHA sha numkeys keys... args...`` in RESP (an array of bulk strings)."""
-    parts = [_arg(v) for v in (*k, *args)]
-    head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % (len(parts) + 3, script.sha.encode())
-    numkeys = str(len(k)).encode()
-    body = [b"$%d\r\n%s\r\n" % (len(numkeys), numkeys)]
-    body += [b"$%d\r\n%s\r\n" % (len(v), v) for v in parts]
-    return head + b"".join(body)
+    """``EVALSHA sha numkeys keys... args...`` in RESP (an array of bulk strings); strings are
+    sent UTF-8, numbers as redis-py sends them (``repr``)."""
+    parts = []
+    for v in (*k, *args):
+        t = type(v)
+        if t is str:
+            b = v.encode()
+        elif t is int or t is float:
+            b = repr(v).encode()
+        elif t is bytes:
+            b = v
+        else:
+            raise TypeError(f"cannot send {t.__name__} to Redis")
+        parts.append(b"$%d\r\n%b\r\n" % (len(b), b))
+    n = str(len(k)).encode()
+    head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$%d\r\n%b\r\n" % (len(parts) + 3, script.sha_b, len(n), n)
+    return head + b"".join(parts)
 
 
 class Meter:
