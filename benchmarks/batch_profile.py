@@ -139,11 +139,21 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="cProfile the timed batches (slower)")
     p.add_argument("--repeat", type=int, default=3, help="runs per scenario; all are printed")
     p.add_argument("--root", default=str(ROOT), help="the checkout whose app/ is measured")
+    p.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() once set up, as an app could after startup (full GC passes then skip it)",
+    )
     args = p.parse_args()
     import uvloop
 
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedRedis(Path(tmp) / "redis", appendonly=False).start()
+        if args.gc_freeze:
+            import gc
+
+            gc.collect()
+            gc.freeze()
         try:
             for name in args.scenarios:
                 runs = [
