@@ -1,6 +1,7 @@
 """Python CPU per event of ``POST /v1/quotas/consume/batch``, in process and repeatable.
 
-Runs the endpoint's fast path (``controllers._fast_consume``: strict msgspec decode, the service's
+Runs the endpoint's fast path (``controllers._fast_consume``, or ``fastpath._serve`` where that module
+exists: strict msgspec decode, the service's
 ``consume_batch``, msgspec encode, header list, the two ASGI sends) against a private redis-server
 (AOF off), with a stub authenticator, so nothing but the batch path is timed. Each batch is 1,000
 single-event requests (``{"category": "error", "quantity": 1}``), as ``benchmarks/meter.py batch``
@@ -60,6 +61,13 @@ class _Source:
         ), {}  # fmt: skip
 
 
+class _State(dict[str, Any]):
+    """Litestar's ``State``: attributes and ``.get``/``[]`` alike."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self[name]
+
+
 class _Auth:
     async def authenticate(self, authorization: str | None) -> Any:
         return SimpleNamespace(require=lambda *scopes: None)
@@ -85,8 +93,8 @@ async def scenario(url: str, name: str, batches: int, profile: bool) -> float:
         assert loaded is not None
         await meter.publish(*loaded)
     quotas = QuotaService(meter, MeterSettings())
-    state = SimpleNamespace(ctx=SimpleNamespace(auth=_Auth()), quotas=quotas)
-    decode, call = controllers._FAST[PATH]
+    settings = SimpleNamespace(meter=MeterSettings())
+    state = _State(ctx=SimpleNamespace(auth=_Auth(), settings=settings), quotas=quotas)
     body = _body(orgs)
     scope: Any = {
         "type": "http",
@@ -110,8 +118,19 @@ async def scenario(url: str, name: str, batches: int, profile: bool) -> float:
     async def fallback(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("the fast path refused the body")
 
-    async def one() -> None:
-        await controllers._fast_consume(decode, call, fallback, scope, receive, send)
+    if hasattr(controllers, "_FAST"):  # the fast path inside the route's middleware
+        decode, call = controllers._FAST[PATH]
+
+        async def one() -> None:
+            await controllers._fast_consume(decode, call, fallback, scope, receive, send)
+
+    else:  # app/metering/fastpath.py, in front of the router
+        from app.metering import fastpath  # type: ignore[attr-defined,unused-ignore]
+
+        stub: Any = SimpleNamespace(state=state)
+
+        async def one() -> None:
+            await fastpath._serve(stub, fallback, fastpath.ROUTES[PATH], scope, receive, send)
 
     for _ in range(3):  # warm-up: config loads, script load, denial cache
         await one()
