@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from app.metering.results import Decision
+from app.metering.results import Decision, Exhausted
 
 ALL = ""
 
@@ -50,16 +50,44 @@ def format_rate_limits(limits: dict[tuple[str, str], int]) -> str:
 
 
 def quota_headers(decisions: Iterable[Decision], cap: int) -> dict[str, str]:
-    decisions = list(decisions)
-    if not any(d.exhausted or d.degraded or not d.all_accepted for d in decisions):
-        return {}  # the common answer (all accepted, nothing exhausted): no header to build
+    """The headers of an answer to ``decisions`` (one request's, or a whole batch's), in one pass:
+    ``rate_limit_entries`` and the longest denied retry together, the same retry capped once."""
+    limits: dict[tuple[str, str], int] = {}
+    capped: dict[float, int] = {}
+    seen: dict[int, list[Exhausted]] = {}
+    """``exhausted`` lists already counted, by id (the requests of one script call share theirs)."""
+    retry_after = 0
+    degraded = False
+    for d in decisions:
+        if d.degraded:
+            degraded = True
+        for i in d.items:
+            if i.accepted:
+                continue
+            retry = capped.get(i.retry_after)
+            if retry is None:
+                retry = capped[i.retry_after] = cap_retry(i.retry_after, cap)
+            if retry > retry_after:
+                retry_after = retry
+            if i.reason:
+                key = (ALL if i.reason == "suspended" else i.category, i.reason)
+                if retry > limits.get(key, 0):
+                    limits[key] = retry
+        exhausted = d.exhausted
+        if exhausted and id(exhausted) not in seen:
+            seen[id(exhausted)] = exhausted  # held, so the id stays this list's
+            for e in exhausted:
+                retry = capped.get(e.retry_after)
+                if retry is None:
+                    retry = capped[e.retry_after] = cap_retry(e.retry_after, cap)
+                key = (ALL if e.reason == "suspended" else e.category, e.reason)
+                if retry > limits.get(key, 0):
+                    limits[key] = retry
     headers: dict[str, str] = {}
-    limits = rate_limit_entries(decisions, cap)
     if limits:
         headers["X-Sentry-Rate-Limits"] = format_rate_limits(limits)
-    denied = [cap_retry(i.retry_after, cap) for d in decisions for i in d.items if not i.accepted]
-    if denied:
-        headers["Retry-After"] = str(max(denied))
-    if any(d.degraded for d in decisions):
+    if retry_after:
+        headers["Retry-After"] = str(retry_after)
+    if degraded:
         headers["X-Tollgate-Degraded"] = "redis-unavailable"
     return headers

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
 
@@ -310,23 +310,30 @@ class Meter:
                 _, items, idem, _ = requests[idxs[0]]
                 out[idxs[0]] = await self.consume(org, items, idempotency_key=idem, allow_partial=partial)
                 return
-            todo = []
-            for i in idxs:
-                cached = self._from_denial_cache(org, requests[i][1])
-                if cached is None:
-                    todo.append(i)
-                else:
-                    out[i] = cached
-            if not todo:
-                return
-            whole = await self.consume(
-                org, [it for i in todo for it in requests[i][1]], allow_partial=partial
-            )
+            combined = [it for i in idxs for it in requests[i][1]]
+            # every item of the group in a category known to be exhausted: each request would be
+            # refused from the denial cache, so ask it once for all of them and split the answer
+            # (``exhausted``, which only feeds the batch's headers, is the group's, as below)
+            whole = self._from_denial_cache(org, combined) if all(requests[i][1] for i in idxs) else None
+            todo = idxs
+            if whole is None:
+                todo = []
+                for i in idxs:
+                    cached = self._from_denial_cache(org, requests[i][1])
+                    if cached is None:
+                        todo.append(i)
+                    else:
+                        out[i] = cached
+                if not todo:
+                    return
+                if len(todo) < len(idxs):
+                    combined = [it for i in todo for it in requests[i][1]]
+                whole = await self.consume(org, combined, allow_partial=partial)
             start = 0
             for i in todo:
-                n = len(requests[i][1])
-                out[i] = replace(whole, items=whole.items[start : start + n])
-                start += n
+                stop = start + len(requests[i][1])
+                out[i] = whole.part(start, stop)
+                start = stop
 
         await asyncio.gather(*(run(org, partial, idxs) for org, partial, idxs in calls))
         return [d for d in out if d is not None]

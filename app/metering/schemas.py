@@ -1,4 +1,8 @@
-"""API shapes of the quota endpoints."""
+"""API shapes of the quota endpoints.
+
+The consume shapes are ``gc=False``: a batch decodes and answers a thousand of each, and as tracked
+objects they would drive the cyclic garbage collector's full passes (none of them can be in a cycle).
+"""
 
 from __future__ import annotations
 
@@ -13,14 +17,14 @@ IdemKey = Annotated[str, Meta(min_length=1, max_length=200)]
 OrgId = Annotated[str, Meta(min_length=1, max_length=64)]
 
 
-class ItemIn(Struct, forbid_unknown_fields=True):
+class ItemIn(Struct, forbid_unknown_fields=True, gc=False):
     category: Category
     quantity: Quantity = 1
     project: Project | None = None
     """Overrides the request's project for this item."""
 
 
-class ConsumeRequest(Struct, forbid_unknown_fields=True):
+class ConsumeRequest(Struct, forbid_unknown_fields=True, gc=False):
     organization_id: OrgId
     items: Annotated[list[ItemIn], Meta(min_length=1, max_length=1000)]
     project: Project | None = None
@@ -28,11 +32,11 @@ class ConsumeRequest(Struct, forbid_unknown_fields=True):
     allow_partial: bool = False
 
 
-class ConsumeBatchRequest(Struct, forbid_unknown_fields=True):
+class ConsumeBatchRequest(Struct, forbid_unknown_fields=True, gc=False):
     requests: Annotated[list[ConsumeRequest], Meta(min_length=1, max_length=1000)]
 
 
-class ItemOut(Struct, omit_defaults=True):
+class ItemOut(Struct, omit_defaults=True, gc=False):
     category: str
     quantity: int
     accepted: bool
@@ -46,7 +50,7 @@ class ItemOut(Struct, omit_defaults=True):
     retry_after: int | None = None
 
 
-class ConsumeResponse(Struct, omit_defaults=True):
+class ConsumeResponse(Struct, omit_defaults=True, gc=False):
     organization_id: str
     accepted: bool
     """True when every item was accepted in full."""
@@ -58,7 +62,7 @@ class ConsumeResponse(Struct, omit_defaults=True):
     replayed: bool = False
 
 
-class ConsumeBatchResponse(Struct):
+class ConsumeBatchResponse(Struct, gc=False):
     results: list[ConsumeResponse]
 
 
