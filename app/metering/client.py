@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -52,6 +53,7 @@ class Lease:
     remaining: int | None
     """Allowance the server had left after granting this lease (``None``: unlimited)."""
     denied_until: float = 0.0
+    taken_at: float = field(default_factory=time.monotonic)
 
 
 class TollgateClient:
@@ -166,7 +168,12 @@ class LeasingMeter:
 
     client: TollgateClient
     block: int = 1000
-    """Largest block to lease at once."""
+    """Block to lease at first."""
+    max_block: int = 0
+    """Largest block (0 = 16 x ``block``): a lease spent within ``fast_refill`` seconds doubles
+    the next block, one that lasted 10 x longer halves it again, so a busy org costs a
+    round trip every ~second rather than every ``block`` events."""
+    fast_refill: float = 1.0
     expected_clients: int = 4
     """How many ingest processes share an org: near the limit each leases at most
     ``remaining / expected_clients`` so the tail is spread instead of hoarded."""
@@ -175,6 +182,7 @@ class LeasingMeter:
     _leases: dict[tuple[str, str], Lease] = field(default_factory=dict)
     _spent: list[Lease] = field(default_factory=list)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _sizes: dict[tuple[str, str], int] = field(default_factory=dict)
     accepted: int = 0
     degraded: bool = False
 
@@ -207,19 +215,34 @@ class LeasingMeter:
             return self.when_unavailable == "allow"
         return local
 
-    def _next_block(self, previous: Lease | None, quantity: int) -> int:
-        size = self.block
+    def _next_block(self, key: tuple[str, str], previous: Lease | None, quantity: int) -> int:
+        size = self._sizes.get(key, self.block)
+        if previous is not None and previous.granted:
+            lasted = time.monotonic() - previous.taken_at
+            if lasted < self.fast_refill:
+                size = min(size * 2, self.max_block or 16 * self.block)
+            elif lasted > 10 * self.fast_refill:
+                size = max(self.block, size // 2)
+        self._sizes[key] = size
         if previous is not None and previous.remaining is not None:
+            # near the limit: at most a share of what is left, so the tail is spread, not hoarded
             size = min(size, max(1, previous.remaining // max(1, self.expected_clients)))
         return max(size, quantity)
 
     async def _refill(self, key: tuple[str, str], quantity: int) -> None:
         previous = self._leases.get(key)
+        size = self._next_block(key, previous, quantity)
         try:
-            if previous is not None and previous.lease_id is not None:
-                await self.client.return_lease(previous, previous.left)
-                previous.left = 0
-            lease = await self.client.lease(key[0], key[1], self._next_block(previous, quantity))
+            if previous is not None and previous.lease_id is not None and previous.left == 0:
+                # spent: returning it only clears its record, so do that alongside the new lease
+                _, lease = await asyncio.gather(
+                    self._forget(previous), self.client.lease(key[0], key[1], size)
+                )
+            else:
+                if previous is not None and previous.lease_id is not None:
+                    await self.client.return_lease(previous, previous.left)
+                    previous.left = 0
+                lease = await self.client.lease(key[0], key[1], size)
             self.degraded = False
         except TollgateUnavailable:
             self.degraded = True
@@ -229,6 +252,10 @@ class LeasingMeter:
         if previous is not None:
             self._spent.append(previous)
         self._leases[key] = lease
+
+    async def _forget(self, lease: Lease) -> None:
+        with contextlib.suppress(TollgateUnavailable):  # a record left behind ends with its period
+            await self.client.return_lease(lease, 0)
 
     async def close(self) -> None:
         """Return every unused unit (call on shutdown)."""

@@ -103,3 +103,18 @@ def test_local_decisions_count_exactly_and_stop_at_the_lease() -> None:
     decisions = [meter.try_local("o", "error") for _ in range(1_001)]
     assert decisions.count(True) == 1_000 and decisions[-1] is None  # the next one must ask
     assert meter.accepted == 1_000
+
+
+async def test_a_busy_org_gets_growing_blocks_and_stays_exact(sqlite_client: Any) -> None:
+    """Spent within a second, each block doubles (up to max_block), so a busy ingest process makes
+    a round trip per ~second instead of per block; what it holds unused still goes back."""
+    org = await new_org(sqlite_client)  # free: 5,000 errors
+    async with client_for(sqlite_client) as tg:
+        meter = LeasingMeter(tg, block=10, max_block=80, expected_clients=1)
+        assert all([await meter.consume(org["id"], "error") for _ in range(1_000)])
+        await meter.close()
+    grants = [lease.granted for lease in meter._spent]
+    assert grants[:4] == [10, 20, 40, 80] and max(grants) == 80
+    assert len(grants) < 20  # 1,000 events at a fixed block of 10 would be 100 leases
+    body = (await sqlite_client.get(f"/v1/organizations/{org['id']}/usage")).json()
+    assert next(c["used"] for c in body["categories"] if c["category"] == "error") == 1_000
