@@ -758,7 +758,7 @@ def t8_overload(b: Bench) -> None:
     s = "8"
     org = b.new_org()
     peak = b.ref["peak"]
-    for limit in (256, 64):
+    for limit in (1024, 256, 64):
         port = b.start_app(max_in_flight=limit)
         res = openloop(b, port, consume_body(org), 2 * peak, b.secs(12))
         b.stop_app(port)

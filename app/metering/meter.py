@@ -78,6 +78,7 @@ class _Batcher:
         self.redis = redis
         self.pending: list[tuple[Script, list[str], list[Any], asyncio.Future[Any]]] = []
         self.scheduled = False
+        self.tasks: set[asyncio.Task[None]] = set()
         self.cluster = isinstance(redis, RedisCluster)
         # the async cluster client fails (instead of waiting) past its per-node connection cap
         self.slots = asyncio.Semaphore(32)
@@ -87,15 +88,16 @@ class _Batcher:
         fut: asyncio.Future[Any] = loop.create_future()
         self.pending.append((script, keys_, args, fut))
         if not self.scheduled:
+            # the task's first step runs on the loop's next turn, after every caller of this
+            # turn has queued its call: they all go out in one write
             self.scheduled = True
-            loop.call_soon(self._flush)
+            task = loop.create_task(self._send())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         return fut
 
-    def _flush(self) -> None:
+    async def _send(self) -> None:
         batch, self.pending, self.scheduled = self.pending, [], False
-        asyncio.get_running_loop().create_task(self._send(batch))
-
-    async def _send(self, batch: list[tuple[Script, list[str], list[Any], asyncio.Future[Any]]]) -> None:
         try:
             results = await self._execute(batch)
             missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
