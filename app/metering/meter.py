@@ -37,6 +37,7 @@ from app.settings import MeterSettings
 
 log = structlog.get_logger(__name__)
 _decode = msgspec.msgpack.Decoder().decode
+_json = msgspec.json.Decoder().decode
 _SOURCES = {"a": "allowance", "o": "on_demand", "": None}
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, OSError)
 """Errors that mean Redis is unreachable (the fail policy applies), not that a call was wrong."""
@@ -168,6 +169,19 @@ class _Batcher:
             raise
         finally:
             await pool.release(conn)
+
+
+def _replayed(stored: bytes) -> list[Any]:
+    """A stored answer for an idempotency key. Answers stored before 2026-11-25 are JSON objects
+    (``{"s": "ok", ...}``); they are read as the arrays the scripts answer now, so a retry that
+    spans an upgrade is still answered from its first decision, never counted again."""
+    if stored[:1] != b"{":
+        answer: list[Any] = _decode(stored)
+        return answer
+    old = _json(stored)
+    if "v" in old:  # consume.lua
+        return [old["s"], old["v"], old["ps"], old["pe"], old["r"], old.get("x") or []]
+    return [old["s"], old["ps"], old["r"]]  # refund.lua
 
 
 def _pack_evalsha(script: Script, k: list[str], args: list[Any]) -> bytes:
@@ -349,7 +363,7 @@ class Meter:
             self.redis_calls += 1
             raw = await self._batcher.call(script, k, [self.clock.time(), *args])
             if raw[:1] == b"R":
-                return _decode(raw[1:]), True
+                return _replayed(raw[1:]), True
             result: list[Any] = _decode(raw)
             if result[0] not in ("miss", "stale"):
                 return result, False

@@ -17,6 +17,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
 from app.infra.embedded_redis import EmbeddedRedis
+from app.metering import keys
 from app.metering.config import QuotaConfig
 from app.metering.meter import CONSUME, Meter, Script, _Batcher, _pack_evalsha
 from app.metering.results import Item
@@ -78,3 +79,21 @@ async def test_an_error_reply_is_that_call_s_answer_only(r: aioredis.Redis) -> N
         else:
             assert isinstance(result, ResponseError) and "boom" in str(result)
     assert await batcher.call(echo, ["k"], ["after"]) == b"after"  # the connection is in sync
+
+
+async def test_answers_stored_before_the_messagepack_format_still_replay(r: aioredis.Redis) -> None:
+    """An idempotency key whose first answer was stored by the previous build (JSON) is answered
+    from it after an upgrade: the retry is not counted again."""
+    meter = Meter(r, Source(), MeterSettings())
+    org = uuid.uuid4().hex
+    assert (await meter.consume(org, [Item("error", 1)])).items[0].remaining == 99  # config loaded
+    old_consume = b'{"s":"ok","v":1,"ps":100,"pe":200,"r":[[1,5,"a",42,100,"",0]],"x":[]}'
+    await r.set(keys.idempotency_key(org, "retry-1"), old_consume)
+    again = await meter.consume(org, [Item("error", 5)], idempotency_key="retry-1")
+    assert again.replayed and again.items[0].accepted and again.items[0].remaining == 42
+    assert (again.period_start, again.period_end) == (100, 200)
+    old_refund = b'{"s":"ok","ps":100,"r":[["error",3]]}'
+    await r.set(keys.idempotency_key(org, "refund-1"), old_refund)
+    refunded = await meter.refund(org, [Item("error", 3)], idempotency_key="refund-1")
+    assert (refunded.period_start, refunded.refunded) == (100, {"error": 3})
+    assert (await meter.consume(org, [Item("error", 1)])).items[0].remaining == 98  # nothing else counted
