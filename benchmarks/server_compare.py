@@ -32,7 +32,7 @@ TOKEN = "bench-admin-token-0123456789abcdef"
 
 def start(
     tmp: Path, redis_url: str, server: str, target: str, factory: bool = False
-) -> tuple[subprocess.Popen[bytes], int]:  # noqa: E501
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {
         **os.environ,
