@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import uuid
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +14,6 @@ from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -46,6 +44,7 @@ from app.notifications.controllers import WebhookEndpointController
 from app.notifications.services import usage_flushed
 from app.orgs.controllers import OrganizationController
 from app.plans import Catalog, default_catalog, load_catalog
+from app.request_ids import request_id_middleware
 from app.settings import Settings
 from app.system.health import HealthController
 from app.system.plans import PlanController
@@ -120,35 +119,6 @@ def handle_redis(_: Request, exc: RedisError) -> Response[dict[str, Any]]:  # ty
 def handle_unexpected(request: Request, exc: Exception) -> Response[dict[str, Any]]:  # type: ignore[type-arg]
     log.exception("request.failed", path=request.url.path, error=type(exc).__name__)
     return _error(500, "internal_error", "Something went wrong on our side; it has been logged.")
-
-
-# ---------------------------------------------------------------------------- request ids
-def request_id_middleware(app: ASGIApp) -> ASGIApp:
-    """Echo or assign ``X-Request-ID`` and bind it to every log line of the request."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # type: ignore[comparison-overlap]
-            await app(scope, receive, send)
-            return
-        rid = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                rid = value[:100]
-                break
-        rid = rid or uuid.uuid4().hex.encode()
-        structlog.contextvars.bind_contextvars(request_id=rid.decode(errors="replace"))
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
-            await send(message)
-
-        try:
-            await app(scope, receive, send_with_id)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
-
-    return middleware
 
 
 # ---------------------------------------------------------------------------- background

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from redis.exceptions import NoScriptError
 
-from app.metering.config import read_config
+from app.metering.config import config_values
 from app.metering.keys import PREFIX, config_key
 from app.metering.meter import Meter
 
@@ -139,10 +139,11 @@ async def read_features(meter: Meter, reader: ConfigReader, org: str) -> tuple[s
     """``(features, status, plan, plan_version)`` from the org's materialized config: one ``GET``
     (pipelined with concurrent ones); on a miss (or a config past its period) the meter loads it
     from the database, as it does for a consume. ``features`` is the comma-joined enabled set."""
-    cfg = read_config(await reader.read(org))
-    if cfg is None or cfg["pe"] <= meter.clock.time():
+    values = config_values(await reader.read(org), "f", "st", "plan", "pv", "pe")
+    if values is None or values[4] <= meter.clock.time():
         cfg = await meter.config(org)
-    return cfg["f"], cfg["st"], cfg["plan"], int(cfg["pv"])
+        values = [cfg["f"], cfg["st"], cfg["plan"], cfg["pv"]]
+    return values[0], values[1], values[2], int(values[3])
 
 
 async def pin_config_expiry(redis: Any, org: str, at: datetime) -> None:

@@ -14,18 +14,17 @@ both paths to the same answers.
 
 from __future__ import annotations
 
-import binascii
-import os
 from typing import Any
 
 import msgspec
 import structlog
 from litestar import Litestar
-from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
+from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 from app.metering import schemas
 from app.metering.controllers import _authorize, in_flight
 from app.metering.services import QuotaService
+from app.request_ids import new_request_id, send_with_request_id
 
 _MAX_BODY = 1_000_000
 """Larger bodies take the Litestar path (which owns the request size limit and its 413)."""
@@ -82,7 +81,7 @@ async def _serve(
         return
     gate = in_flight(app.state)
     if gate.busy >= gate.limit:  # shed before reading the body, as the routes do
-        await gate.refuse(_with_request_id(send, rid or _new_request_id()))
+        await gate.refuse(send_with_request_id(send, rid or new_request_id()))
         return
     gate.busy += 1
     try:
@@ -105,7 +104,7 @@ async def _serve(
                     req = decode(b"".join(chunks))
                 except msgspec.MsgspecError:
                     break  # Litestar decodes it (leniently) or answers its validation error
-                await _answer(app, call, req, auth, rid or _new_request_id(), scope, receive, send)
+                await _answer(app, call, req, auth, rid or new_request_id(), scope, receive, send)
                 return
     finally:
         gate.busy -= 1
@@ -128,7 +127,7 @@ async def _answer(
         quotas = await _authorize(app.state, None if auth is None else auth.decode("latin-1"))
         out, headers = await call(quotas, req)
     except Exception as exc:
-        await _error(app, exc, scope, receive, _with_request_id(send, rid))
+        await _error(app, exc, scope, receive, send_with_request_id(send, rid))
         return
     finally:
         structlog.contextvars.unbind_contextvars("request_id")
@@ -149,20 +148,6 @@ async def _error(app: Litestar, exc: Exception, scope: Scope, receive: Receive, 
     request = app.request_class(scope=scope, receive=receive, send=send)
     response = handler(request, exc)  # type: ignore[arg-type]
     await response.to_asgi_response(app=None, request=request)(scope, receive, send)
-
-
-def _new_request_id() -> bytes:
-    """128 random bits in hex, as ``uuid4().hex`` but without building a UUID."""
-    return binascii.hexlify(os.urandom(16))
-
-
-def _with_request_id(send: Send, rid: bytes) -> Send:
-    async def send_with_id(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
-        await send(message)
-
-    return send_with_id
 
 
 def _replay(messages: list[ReceiveMessage], receive: Receive) -> Receive:
